@@ -3,11 +3,16 @@
 //! SMTP relay ([`smtpsink`]), a throw-away CA ([`testca`]), and small clients to poke them
 //! ([`lineclient`], [`curl`], [`browser`]).
 
+pub mod authserver;
+pub mod browser;
 pub mod error;
 pub mod smtpsink;
 pub mod testca;
 mod util;
 
+pub use authserver::{
+    AuthServer, AuthServerOptions, ClientSpec, Failure, IssuedTokens, RequestRecord, Style,
+};
 pub use error::HarnessError;
 pub use smtpsink::{ReceivedMessage, SmtpSink};
 pub use testca::TestCa;
