@@ -8,6 +8,7 @@
 
 mod fsutil;
 pub mod keyring;
+pub mod mutt;
 pub mod sealer;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-pub use fsutil::{FileLock, ensure_private_dir, make_private};
+pub use fsutil::{
+    FileLock, ReadPrivateError, ensure_private_dir, make_private, read_private, write_atomic,
+};
 pub use sealer::{CommandPipe, Plaintext, Sealer};
 
 use crate::token::{Grant, TokenSet};
@@ -106,17 +109,61 @@ pub struct AccountLock {
     account: String,
 }
 
-/// Sealed per-account token records in one directory.
+/// How records are encoded inside their seal.
+#[derive(Clone, Debug)]
+pub enum RecordFormat {
+    /// mailoauth's own record.
+    Native,
+    /// mutt_oauth2.py's token file (`access_token`, `access_token_expiration` as local ISO time,
+    /// `refresh_token`, plus `registration`, `authflow`, `email`, which are kept as they are).
+    /// `defaults` supplies those extra fields when a new file is written.
+    MuttOauth2 {
+        defaults: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// Where records live.
+#[derive(Clone, Debug)]
+enum Layout {
+    /// One record per account in a directory.
+    Dir,
+    /// A single record at a fixed path (a mutt_oauth2.py token file), whatever the account name.
+    File(PathBuf),
+}
+
+/// Sealed per-account token records.
 #[derive(Clone)]
 pub struct Store {
+    /// The records' directory, or for a single file the directory of its lock and state files.
     dir: PathBuf,
+    layout: Layout,
+    format: RecordFormat,
     sealer: Arc<dyn Sealer>,
 }
 
 impl Store {
+    /// A store of mailoauth records in `dir`.
     pub fn new(dir: impl Into<PathBuf>, sealer: Arc<dyn Sealer>) -> Store {
         Store {
             dir: dir.into(),
+            layout: Layout::Dir,
+            format: RecordFormat::Native,
+            sealer,
+        }
+    }
+
+    /// A store holding one record at `path` in `format`; its lock and state files go to `aux_dir`
+    /// (so nothing new appears beside the user's file).
+    pub fn single_file(
+        path: PathBuf,
+        aux_dir: PathBuf,
+        format: RecordFormat,
+        sealer: Arc<dyn Sealer>,
+    ) -> Store {
+        Store {
+            dir: aux_dir,
+            layout: Layout::File(path),
+            format,
             sealer,
         }
     }
@@ -131,11 +178,25 @@ impl Store {
 
     /// The path of an account's record.
     pub fn record_path(&self, account: &str) -> PathBuf {
-        self.path_with(account, self.sealer.extension())
+        match &self.layout {
+            Layout::Dir => self.path_with(account, self.sealer.extension()),
+            Layout::File(path) => path.clone(),
+        }
     }
 
+    /// Lock and state files: per account in a directory store; per file (named after a hash of
+    /// its absolute path) for a single-file store.
     fn path_with(&self, account: &str, ext: &str) -> PathBuf {
-        self.dir.join(format!("{}.{ext}", file_stem(account)))
+        match &self.layout {
+            Layout::Dir => self.dir.join(format!("{}.{ext}", file_stem(account))),
+            Layout::File(path) => {
+                use sha2::{Digest, Sha256};
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                self.dir.join(format!("file-{hex}.{ext}"))
+            }
+        }
     }
 
     fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -170,6 +231,9 @@ impl Store {
             Err(fsutil::ReadPrivateError::Io(e)) => return Err(Self::io("read", &path)(e)),
         };
         let plain = self.sealer.open(&sealed)?;
+        if let RecordFormat::MuttOauth2 { .. } = &self.format {
+            return mutt::decode(&plain).map_err(|detail| StoreError::Corrupt { path, detail });
+        }
         let file: RecordFile = serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
             detail: format!(
@@ -196,6 +260,9 @@ impl Store {
 
     /// No record under the configured sealer: say so plainly if another sealer's record exists.
     fn missing(&self, account: &str) -> Result<Option<TokenSet>, StoreError> {
+        if let Layout::File(_) = self.layout {
+            return Ok(None);
+        }
         for (ext, kind) in ALL_EXTENSIONS {
             let other = self.path_with(account, ext);
             if ext != self.sealer.extension() && other.exists() {
@@ -212,6 +279,33 @@ impl Store {
     /// Seals and atomically replaces an account's record. Holding the lock is required.
     pub fn save(&self, lock: &AccountLock, tokens: &TokenSet) -> Result<(), StoreError> {
         let account = lock.account.as_str();
+        let path = self.record_path(account);
+        let plain = match &self.format {
+            RecordFormat::Native => self.encode_native(account, tokens),
+            RecordFormat::MuttOauth2 { defaults } => {
+                // Keep the file's other fields: read what is there (under the lock) and update it.
+                let existing = match fsutil::read_private(&path) {
+                    Ok(sealed) => Some(self.sealer.open(&sealed)?),
+                    Err(fsutil::ReadPrivateError::Missing) => None,
+                    Err(fsutil::ReadPrivateError::Exposed(mode)) => {
+                        return Err(StoreError::Exposed { path, mode });
+                    }
+                    Err(fsutil::ReadPrivateError::Io(e)) => return Err(Self::io("read", &path)(e)),
+                };
+                mutt::encode(existing.as_ref().map(|b| b.as_slice()), defaults, tokens).map_err(
+                    |detail| StoreError::Corrupt {
+                        path: path.clone(),
+                        detail,
+                    },
+                )?
+            }
+        };
+        let sealed = self.sealer.seal(&plain)?;
+        fsutil::remove_stale_temps(&path);
+        fsutil::write_atomic(&path, &sealed).map_err(Self::io("write", &path))
+    }
+
+    fn encode_native(&self, account: &str, tokens: &TokenSet) -> Zeroizing<Vec<u8>> {
         let file = RecordFile {
             version: 1,
             account: account.to_string(),
@@ -225,11 +319,7 @@ impl Store {
             refresh_issued_at: tokens.refresh_issued_at,
             scope: tokens.scope.clone(),
         };
-        let plain = Zeroizing::new(serde_json::to_vec(&file).expect("record serializes"));
-        let sealed = self.sealer.seal(&plain)?;
-        let path = self.record_path(account);
-        fsutil::remove_stale_temps(&path);
-        fsutil::write_atomic(&path, &sealed).map_err(Self::io("write", &path))
+        Zeroizing::new(serde_json::to_vec(&file).expect("record serializes"))
     }
 
     /// Reads an account's non-secret state (defaults if none or unreadable: it is advisory).

@@ -1,0 +1,143 @@
+//! `mailoauth authorize ACCOUNT`: runs the account's flow (or `--flow`) and stores the tokens.
+
+use std::time::Duration;
+
+use tokenlib::flow::{self, FlowError, FlowOptions};
+use tokenlib::provider::{ProviderKind, known};
+use tokenlib::token::now_unix;
+use tokenlib::{Account, FlowKind, Refresher};
+
+use super::{load_config, runtime};
+use crate::accounts::{open_store, token_account};
+use crate::config::StoreKind;
+use crate::exit::{
+    CONFIGURATION, ERROR, Failure, NEEDS_AUTHORIZATION, TEMPORARY, authorize_command,
+};
+use crate::terminal::TerminalPrompter;
+use crate::{Cli, FlowArg};
+
+pub fn run(
+    cli: &Cli,
+    name: &str,
+    flow: Option<FlowArg>,
+    no_browser: bool,
+    timeout: u64,
+) -> Result<(), Failure> {
+    let (paths, config) = load_config(cli)?;
+    let account_cfg = config
+        .account(name)
+        .map_err(|e| Failure::new(CONFIGURATION, format!("{e:#}")))?;
+    let mut account = token_account(name, account_cfg);
+    if let Some(flow) = flow {
+        account.flow = match flow {
+            FlowArg::Loopback => FlowKind::Loopback,
+            FlowArg::Paste => FlowKind::Paste,
+            FlowArg::Device => FlowKind::Device,
+            FlowArg::ClientCredentials => FlowKind::ClientCredentials,
+        };
+    }
+    refuse_known_dead_ends(&account)?;
+    let store = open_store(&config, &paths);
+    if config.store.kind == StoreKind::Plaintext {
+        eprintln!(
+            "warning: [store] kind = \"plaintext\": the tokens will be stored unencrypted (mode 0600) in {}",
+            store.record_path(name).display()
+        );
+    }
+    let refresher = Refresher::new(store);
+    let options = FlowOptions {
+        open_browser: !no_browser,
+        timeout: Duration::from_secs(timeout),
+    };
+    let prompter = TerminalPrompter {
+        account: name.to_string(),
+    };
+    let rt = runtime()?;
+    let tokens = rt.block_on(async {
+        let endpoints = refresher.endpoints(&account).await.map_err(|e| {
+            let explanation = tokenlib::explain::explain(account.provider, account.flow, &e);
+            Failure::new(
+                if e.is_transient() {
+                    TEMPORARY
+                } else {
+                    CONFIGURATION
+                },
+                explanation.text,
+            )
+        })?;
+        let http = refresher
+            .http()
+            .await
+            .map_err(|e| Failure::new(ERROR, e.to_string()))?;
+        flow::authorize(
+            http,
+            &account,
+            &endpoints,
+            account.flow,
+            &prompter,
+            &options,
+        )
+        .await
+        .map_err(|e| flow_failure(cli, name, &e))
+    })?;
+    if tokens.refresh_token.is_none() && account.flow != FlowKind::ClientCredentials {
+        eprintln!("warning: the provider issued no refresh token, so {name} will need authorizing again when this access token expires.{}",
+            match account.provider {
+                ProviderKind::Microsoft => format!(" Include {:?} in scopes.", known::MS_OFFLINE_SCOPE),
+                ProviderKind::Google => " Google issues one only with access_type=offline and prompt=consent (the defaults).".to_string(),
+                ProviderKind::Generic => " The provider may need a scope such as \"offline_access\".".to_string(),
+            });
+    }
+    let minutes = (tokens.expires_at - now_unix()).max(0) / 60;
+    rt.block_on(refresher.store_authorization(&account, tokens))
+        .map_err(|e| Failure::from_refresh(cli, name, &e))?;
+    eprintln!(
+        "{name} is authorized: the access token is valid for {minutes} more minutes and is renewed automatically; tokens are in the {} store.",
+        refresher.store().sealer_kind()
+    );
+    Ok(())
+}
+
+/// Flows a provider is known to refuse: fail before sending the user anywhere.
+fn refuse_known_dead_ends(account: &Account) -> Result<(), Failure> {
+    if account.provider == ProviderKind::Google
+        && account.flow == FlowKind::Device
+        && account.scopes.iter().any(|s| s == known::GOOGLE_MAIL_SCOPE)
+    {
+        return Err(Failure::new(
+            CONFIGURATION,
+            "Google does not issue the mail scope (https://mail.google.com/) through the device flow. Use --flow loopback (a browser on this machine) or --flow paste (a browser anywhere).",
+        ));
+    }
+    Ok(())
+}
+
+fn flow_failure(cli: &Cli, name: &str, e: &FlowError) -> Failure {
+    match e {
+        FlowError::Endpoint {
+            explanation,
+            source,
+        } => {
+            let code = match explanation.next {
+                tokenlib::explain::NextStep::RetryLater => TEMPORARY,
+                tokenlib::explain::NextStep::Reauthorize => NEEDS_AUTHORIZATION,
+                tokenlib::explain::NextStep::FixConfiguration => CONFIGURATION,
+            };
+            Failure::new(
+                code,
+                format!("{}\n(provider said: {source})", explanation.text),
+            )
+        }
+        FlowError::Denied { .. } | FlowError::TimedOut(_) | FlowError::BadAnswer(_) => {
+            Failure::new(
+                NEEDS_AUTHORIZATION,
+                format!(
+                    "{e}\nTo try again, run:\n    {}",
+                    authorize_command(cli, name)
+                ),
+            )
+        }
+        FlowError::Config(_) => Failure::new(CONFIGURATION, e.to_string()),
+        FlowError::Io { .. } => Failure::new(ERROR, e.to_string()),
+    }
+}

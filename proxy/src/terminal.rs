@@ -1,0 +1,103 @@
+//! The terminal side of the command line: logging to stderr, and the [`Prompter`] that shows
+//! authorization URLs and device codes and reads pasted answers.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use tokenlib::flow::{DeviceInstructions, PromptFuture, Prompter};
+use url::Url;
+
+/// Logs go to stderr (stdout is reserved for what a command prints: a token). The level comes
+/// from `MAILOAUTH_LOG` (e.g. `info`, `debug`); the default shows warnings only.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("MAILOAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Talks to the user on stderr and reads answers from stdin.
+pub struct TerminalPrompter {
+    pub account: String,
+}
+
+impl Prompter for TerminalPrompter {
+    fn show_authorization_url(&self, url: &Url, open_browser: bool) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(
+            err,
+            "To authorize {}, open this address in a browser:",
+            self.account
+        );
+        // Alone on its line, so that a script (or a test) can pick it up.
+        let _ = writeln!(err, "{url}");
+        if open_browser {
+            match webbrowser::open(url.as_str()) {
+                Ok(()) => {
+                    let _ = writeln!(err, "(A browser window should have opened.)");
+                }
+                Err(_) => {
+                    let _ = writeln!(
+                        err,
+                        "(No browser could be opened here; open the address yourself.)"
+                    );
+                }
+            }
+        }
+    }
+
+    fn show_device_code(&self, d: &DeviceInstructions) {
+        let mut err = std::io::stderr().lock();
+        match &d.message {
+            Some(message) => {
+                let _ = writeln!(err, "{message}");
+            }
+            None => {
+                let _ = writeln!(
+                    err,
+                    "To authorize {}, open {} on any device and enter the code:",
+                    self.account, d.verification_uri
+                );
+            }
+        }
+        let _ = writeln!(err, "    {}", d.user_code);
+        if let Some(complete) = &d.verification_uri_complete {
+            let _ = writeln!(err, "(or open {complete}, which has the code filled in)");
+        }
+        let _ = writeln!(
+            err,
+            "Waiting up to {} minutes for you to finish…",
+            d.expires_in.as_secs().div_ceil(60)
+        );
+    }
+
+    fn read_pasted<'a>(&'a self, prompt: &'a str) -> PromptFuture<'a> {
+        Box::pin(async move {
+            eprintln!("{prompt}");
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                let n = std::io::stdin().lock().read_line(&mut line)?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "standard input is closed",
+                    ));
+                }
+                Ok(line)
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        })
+    }
+
+    fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}
