@@ -5,7 +5,10 @@
 
 pub mod authserver;
 pub mod browser;
+pub mod curl;
+pub mod dovecot;
 pub mod error;
+pub mod lineclient;
 pub mod smtpsink;
 pub mod testca;
 mod util;
@@ -13,7 +16,10 @@ mod util;
 pub use authserver::{
     AuthServer, AuthServerOptions, ClientSpec, Failure, IssuedTokens, RequestRecord, Style,
 };
+pub use curl::{Curl, CurlOutput};
+pub use dovecot::{Dovecot, DovecotOptions, Mechanisms, Services};
 pub use error::HarnessError;
+pub use lineclient::LineClient;
 pub use smtpsink::{ReceivedMessage, SmtpSink};
 pub use testca::TestCa;
 pub use util::TempDir;

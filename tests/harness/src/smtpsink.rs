@@ -26,6 +26,28 @@ pub struct ReceivedMessage {
     pub data: Vec<u8>,
 }
 
+impl ReceivedMessage {
+    /// `data` without the `Received:` trace fields at its top (with their continuation
+    /// lines). Dovecot's submission service prepends one to every message it relays, so this
+    /// is what the client sent.
+    pub fn data_without_received(&self) -> &[u8] {
+        let mut rest = self.data.as_slice();
+        while rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"received:") {
+            // Skip the field: up to a line that does not start with whitespace.
+            loop {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(eol) => rest = &rest[eol + 1..],
+                    None => return &[],
+                }
+                if !rest.starts_with(b" ") && !rest.starts_with(b"\t") {
+                    break;
+                }
+            }
+        }
+        rest
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     messages: Vec<ReceivedMessage>,
@@ -316,5 +338,19 @@ mod tests {
         assert_eq!(messages[0].data, b"Subject: t\r\n\r\n.dot\r\nline\r\n");
         assert_eq!(messages[1].mail_from, "");
         assert_eq!(messages[1].data, b"ab\r\n.x\n");
+    }
+
+    #[test]
+    fn received_fields_are_stripped() {
+        let m = ReceivedMessage {
+            mail_from: String::new(),
+            rcpt_to: Vec::new(),
+            data: b"Received: from a\r\n\tby b; date\r\nReceived: x\r\nSubject: s\r\n\r\nReceived: body\r\n"
+                .to_vec(),
+        };
+        assert_eq!(
+            m.data_without_received(),
+            b"Subject: s\r\n\r\nReceived: body\r\n"
+        );
     }
 }
