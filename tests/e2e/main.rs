@@ -1,1 +1,9 @@
-//! End-to-end tests
+//! End-to-end tests of the `mailoauth` binary against real components: the test authorization
+//! server, a real Dovecot, gpg, a Secret Service, and real mail clients. Each test runs the
+//! binary in an isolated HOME.
+
+mod common;
+mod compat;
+mod flows;
+mod store;
+mod token;

@@ -44,6 +44,9 @@ pub fn run(
             store.record_path(name).display()
         );
     }
+    store
+        .check_ready()
+        .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
     let refresher = Refresher::new(store);
     let options = FlowOptions {
         open_browser: !no_browser,

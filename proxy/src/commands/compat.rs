@@ -137,6 +137,10 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
         debug_dump(&fields, tokens.as_ref());
     }
     if args.authorize {
+        refresher
+            .store()
+            .check_ready()
+            .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
         let prompter = TerminalPrompter {
             account: email.clone(),
         };
@@ -239,6 +243,10 @@ pub fn import(
         .filter(|t| t.refresh_token.is_some())
         .ok_or_else(|| Failure::new(ERROR, format!("{} holds no refresh token, so there is nothing to import; authorize {name} instead", file.display())))?;
     let refresher = Refresher::new(open_store(&config, &paths));
+    refresher
+        .store()
+        .check_ready()
+        .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
     runtime()?
         .block_on(refresher.store_authorization(&account, tokens))
         .map_err(|e| Failure::from_refresh(cli, name, &e))?;

@@ -107,6 +107,9 @@ impl Sealer for KeyringSealer {
             detail: format!("age encryption failed: {e}"),
         })
     }
+    fn ready(&self) -> Result<(), StoreError> {
+        self.identity(true).map(|_| ())
+    }
     fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let identity = self.identity(false)?;
         age::decrypt(identity.as_ref(), sealed)

@@ -176,6 +176,12 @@ impl Store {
         self.sealer.kind()
     }
 
+    /// Checks the sealer can work (see [`Sealer::ready`]) and the directory can be created.
+    pub fn check_ready(&self) -> Result<(), StoreError> {
+        ensure_private_dir(&self.dir).map_err(Self::io("create", &self.dir))?;
+        self.sealer.ready()
+    }
+
     /// The path of an account's record.
     pub fn record_path(&self, account: &str) -> PathBuf {
         match &self.layout {

@@ -18,6 +18,11 @@ pub trait Sealer: Send + Sync {
     fn extension(&self) -> &'static str;
     fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, StoreError>;
     fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError>;
+    /// Checks that sealing can work before a user spends a minute in a browser: the keyring is
+    /// reachable, the encrypt command exists.
+    fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// No protection beyond the file mode (0600). Only when the user chose it.
@@ -63,6 +68,10 @@ impl Sealer for CommandPipe {
     }
     fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         run_pipe("decrypt", &self.decrypt, sealed)
+    }
+    fn ready(&self) -> Result<(), StoreError> {
+        // A trial encryption of nothing secret proves the program runs and has its key.
+        self.seal(b"{}").map(|_| ())
     }
 }
 
