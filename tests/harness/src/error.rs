@@ -20,6 +20,12 @@ pub enum HarnessError {
         user: String,
     },
 
+    /// Dovecot must be started as root (it switches to its internal users and the mail user).
+    #[error(
+        "the test Dovecot must be started as root (it switches users); run the tests as root, e.g. in CI or a container"
+    )]
+    NotRoot,
+
     /// Dovecot did not come up; the tail of its log says why.
     #[error("Dovecot did not start: {reason}\n--- Dovecot log (tail) ---\n{log_tail}")]
     DovecotStart {
@@ -62,5 +68,25 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, HarnessError> {
         self.map_err(|e| HarnessError::io(what(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_to_run() {
+        assert_eq!(
+            HarnessError::DovecotNotInstalled.to_string(),
+            "Dovecot is not installed: run tests/setup (or apt-get install dovecot-imapd dovecot-pop3d dovecot-submissiond)"
+        );
+        let missing = HarnessError::MailUserMissing {
+            user: "mailoauth-test".into(),
+        }
+        .to_string();
+        assert!(missing.contains(
+            "useradd --system --no-create-home --shell /usr/sbin/nologin mailoauth-test"
+        ));
     }
 }

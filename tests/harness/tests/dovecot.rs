@@ -268,8 +268,9 @@ fn token_for_unknown_user_gets_no_reply() {
 #[test]
 fn delivered_message_is_fetched_over_imap_and_scope_can_be_required() {
     let auth = AuthServer::start(AuthServerOptions::default());
-    let mut options = DovecotOptions::new(&auth).services(Services::IMAP);
-    options.required_scope = Some("mail".to_string());
+    let options = DovecotOptions::new(&auth)
+        .services(Services::IMAP)
+        .required_scope("mail");
     let dovecot = Dovecot::start(options).unwrap_or_else(|e| panic!("{e}"));
     let message = b"Subject: stored\r\n\r\nhello\r\n";
     dovecot.deliver(ALICE, message).unwrap();
@@ -314,4 +315,34 @@ fn all_services_start_quickly_and_stop_cleanly() {
             "port {port} still open"
         );
     }
+}
+
+#[test]
+fn several_dovecots_side_by_side() {
+    let auth = AuthServer::start(AuthServerOptions::default());
+    let token = auth.issue_tokens(ALICE, "mail").access_token;
+    let dovecots: Vec<Dovecot> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    Dovecot::start(DovecotOptions::new(&auth).services(Services::IMAP))
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for dovecot in &dovecots {
+        let url = format!("imaps://127.0.0.1:{}/", dovecot.imaps_port());
+        let out = curl_login(dovecot, url, &token);
+        assert!(out.success(), "{out:?}");
+    }
+    let mut stopped = dovecots;
+    stopped[0].stop();
+    let out = curl_login(
+        &stopped[1],
+        format!("imaps://127.0.0.1:{}/", stopped[0].imaps_port()),
+        &token,
+    );
+    assert_eq!(out.code, Some(7), "connection refused after stop: {out:?}");
 }

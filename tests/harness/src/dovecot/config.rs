@@ -138,6 +138,12 @@ impl DovecotOptions {
         self
     }
 
+    /// Requires `scope` in the introspection answer's `scope`.
+    pub fn required_scope(mut self, scope: &str) -> DovecotOptions {
+        self.required_scope = Some(scope.to_string());
+        self
+    }
+
     /// Sets the services.
     pub fn services(mut self, services: Services) -> DovecotOptions {
         self.services = services;

@@ -54,7 +54,11 @@ impl Dovecot {
     /// implicit-TLS ports). Retries with fresh ports if one was taken in the meantime.
     pub fn start(options: DovecotOptions) -> Result<Dovecot, HarnessError> {
         let binary = system::dovecot_binary()?;
+        system::check_protocols(options.services)?;
         let (uid, gid) = system::ensure_mail_user()?;
+        if !system::is_root() {
+            return Err(HarnessError::NotRoot);
+        }
         system::become_subreaper();
         let mut attempt = 0;
         loop {

@@ -24,6 +24,30 @@ pub(crate) fn dovecot_binary() -> Result<PathBuf, HarnessError> {
         .ok_or(HarnessError::DovecotNotInstalled)
 }
 
+/// Checks that the protocol binaries for the enabled services are installed (Debian puts them
+/// in /usr/lib/dovecot; elsewhere the check is skipped and Dovecot's own error will tell).
+pub(crate) fn check_protocols(services: super::Services) -> Result<(), HarnessError> {
+    let libexec = ["/usr/lib/dovecot", "/usr/libexec/dovecot"]
+        .into_iter()
+        .map(Path::new)
+        .find(|d| d.join("imap-login").exists() || d.join("auth").exists());
+    let Some(libexec) = libexec else {
+        return Ok(());
+    };
+    let wanted = [
+        (services.imap, "imap"),
+        (services.pop3, "pop3"),
+        (services.submission, "submission"),
+    ];
+    if wanted
+        .iter()
+        .any(|(on, binary)| *on && !libexec.join(binary).exists())
+    {
+        return Err(HarnessError::DovecotNotInstalled);
+    }
+    Ok(())
+}
+
 /// `(uid, gid)` of `name` from /etc/passwd.
 fn lookup_user(name: &str) -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -50,7 +74,7 @@ pub(crate) fn lookup_group(name: &str) -> Option<u32> {
     })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
