@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Also a drop-in for mutt_oauth2.py: `mailoauth TOKENFILE [--authorize] [--authflow …]`.
 #[derive(Debug, Parser)]
-#[command(name = "mailoauth", version, args_conflicts_with_subcommands = true)]
+#[command(name = "mailoauth", version)]
 pub struct Cli {
     /// Configuration file (default: $XDG_CONFIG_HOME/mailoauth/config.toml).
     #[arg(long, global = true, env = "MAILOAUTH_CONFIG", value_name = "PATH")]
@@ -134,6 +134,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     terminal::init_logging();
     let result = match (&cli.command, &cli.compat.tokenfile) {
+        (Some(_), Some(file)) => Err(exit::Failure::new(
+            exit::USAGE,
+            format!(
+                "{} looks like a mutt_oauth2.py token file, but a subcommand follows it; use one or the other",
+                file.display()
+            ),
+        )),
         (Some(Command::Token { account, format }), _) => {
             commands::token::run(&cli, account, *format)
         }

@@ -25,6 +25,8 @@ pub const BASE64_STORE: &str =
 pub struct Env {
     pub home: TempDir,
     pub config: PathBuf,
+    /// Extra environment variables for every `mailoauth` run (a D-Bus session, GNUPGHOME…).
+    pub vars: std::cell::RefCell<Vec<(String, std::ffi::OsString)>>,
 }
 
 impl Env {
@@ -32,7 +34,16 @@ impl Env {
         let home = TempDir::new("mo-e2e").expect("temp dir");
         let config = home.path().join(".config/mailoauth/config.toml");
         std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-        Env { home, config }
+        Env {
+            home,
+            config,
+            vars: Default::default(),
+        }
+    }
+
+    /// Adds a variable to every later run.
+    pub fn set_var(&self, key: &str, value: impl Into<std::ffi::OsString>) {
+        self.vars.borrow_mut().push((key.to_string(), value.into()));
     }
 
     /// An environment whose config has `store` and one generic account pointing at `server`.
@@ -63,6 +74,9 @@ impl Env {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("LANG", "C.UTF-8")
             .stdin(Stdio::null());
+        for (k, v) in self.vars.borrow().iter() {
+            cmd.env(k, v);
+        }
         cmd
     }
 

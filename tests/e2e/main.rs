@@ -5,5 +5,6 @@
 mod common;
 mod compat;
 mod flows;
+mod keyring;
 mod store;
 mod token;

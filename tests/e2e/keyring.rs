@@ -1,0 +1,162 @@
+//! The keyring sealer against a real Secret Service: a private D-Bus session bus with
+//! gnome-keyring-daemon, unlocked with a test password, started for the test.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailoauth_harness::{AuthServer, AuthServerOptions, TempDir};
+
+use crate::common::*;
+
+/// A session bus and an unlocked gnome-keyring, both stopped on drop.
+struct SecretService {
+    dir: TempDir,
+    bus: Child,
+    keyring: Child,
+}
+
+impl SecretService {
+    fn start() -> SecretService {
+        let dir = TempDir::new("mo-ss").unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let socket = run.join("bus");
+        let bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address=unix:path={}", socket.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon is installed (tests/setup installs dbus)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the session bus did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut keyring = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .envs(Self::vars_for(dir.path()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gnome-keyring-daemon is installed (tests/setup installs gnome-keyring)");
+        // The login keyring's password, then EOF: the daemon creates and unlocks it.
+        let mut stdin = keyring.stdin.take().unwrap();
+        stdin.write_all(b"test-keyring-password").unwrap();
+        drop(stdin);
+        let service = SecretService { dir, bus, keyring };
+        // Ready when the Secret Service has a default collection (the unlocked login keyring).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let alias = Command::new("dbus-send")
+                .envs(Self::vars_for(service.dir.path()))
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.secrets",
+                    "/org/freedesktop/secrets",
+                    "org.freedesktop.Secret.Service.ReadAlias",
+                    "string:default",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("/collection/"))
+                .unwrap_or(false);
+            if alias {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gnome-keyring did not come up on the bus"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+
+    fn vars_for(dir: &std::path::Path) -> Vec<(String, std::ffi::OsString)> {
+        vec![
+            (
+                "DBUS_SESSION_BUS_ADDRESS".into(),
+                format!("unix:path={}", dir.join("run/bus").display()).into(),
+            ),
+            ("XDG_RUNTIME_DIR".into(), dir.join("run").into()),
+            ("XDG_DATA_HOME".into(), dir.join("data").into()),
+        ]
+    }
+
+    fn vars(&self) -> Vec<(String, std::ffi::OsString)> {
+        Self::vars_for(self.dir.path())
+    }
+
+    fn secret_tool(&self, args: &[&str]) -> std::process::Output {
+        Command::new("secret-tool")
+            .envs(self.vars())
+            .args(args)
+            .output()
+            .expect("secret-tool is installed (libsecret-tools)")
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        let _ = self.keyring.kill();
+        let _ = self.keyring.wait();
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
+
+#[test]
+fn keyring_is_the_default_sealer_and_holds_only_the_key() {
+    let secrets = SecretService::start();
+    let server = AuthServer::start(AuthServerOptions::default());
+    // No [store] table: the keyring is the default.
+    let env = Env::with_account(&server, "", "");
+    for (k, v) in secrets.vars() {
+        env.set_var(&k, v);
+    }
+    env.authorize_loopback(ALICE);
+    let out = env.run(&["token", ALICE]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let token = out.stdout_text().trim().to_string();
+    assert!(server.is_access_token_live(&token));
+
+    // The record is an age file on disk; the keyring holds the age identity.
+    let record = read(&env.tokens_dir().join(format!("{ALICE}.age")));
+    assert!(record.starts_with(b"age-encryption.org/v1"), "an age file");
+    assert!(!String::from_utf8_lossy(&record).contains(&token));
+    let key = secrets.secret_tool(&[
+        "lookup",
+        "service",
+        "mailoauth",
+        "username",
+        "token-store-key",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&key.stdout).starts_with("AGE-SECRET-KEY-1"),
+        "the key lives in the keyring"
+    );
+
+    // A keyring that lost the key: a plain explanation, nothing on stdout.
+    let cleared = secrets.secret_tool(&[
+        "clear",
+        "service",
+        "mailoauth",
+        "username",
+        "token-store-key",
+    ]);
+    assert!(cleared.status.success());
+    let out = env.run(&["token", ALICE]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr_text().contains("keyring has no mailoauth key"),
+        "{}",
+        out.stderr_text()
+    );
+}
