@@ -117,7 +117,7 @@ fn the_real_script_reads_what_mailoauth_wrote() {
     let script = Path::new("/usr/share/doc/mutt/examples/mutt_oauth2.py");
     assert!(
         script.exists(),
-        "mutt's mutt_oauth2.py is installed with the mutt package (tests/setup)"
+        "mutt's mutt_oauth2.py is installed with the mutt package (tests/run)"
     );
     let (server, env, file) = setup(Style::Google);
     server.set_access_lifetime(Duration::from_secs(3600));

@@ -31,7 +31,7 @@ impl SecretService {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("dbus-daemon is installed (tests/setup installs dbus)");
+            .expect("dbus-daemon is installed (tests/run installs dbus-daemon)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
             assert!(Instant::now() < deadline, "the session bus did not start");
@@ -44,7 +44,7 @@ impl SecretService {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("gnome-keyring-daemon is installed (tests/setup installs gnome-keyring)");
+            .expect("gnome-keyring-daemon is installed (tests/run installs gnome-keyring)");
         // The login keyring's password, then EOF: the daemon creates and unlocks it.
         let mut stdin = keyring.stdin.take().unwrap();
         stdin.write_all(b"test-keyring-password").unwrap();

@@ -95,7 +95,7 @@ impl Gpg {
                 "never",
             ])
             .output()
-            .expect("gpg is installed (tests/setup installs gnupg)");
+            .expect("gpg is installed (tests/run installs gnupg)");
         assert!(
             out.status.success(),
             "gpg key generation: {}",

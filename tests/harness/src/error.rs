@@ -7,7 +7,7 @@ use std::io;
 pub enum HarnessError {
     /// The `dovecot` binary is missing.
     #[error(
-        "Dovecot is not installed: run tests/setup (or apt-get install dovecot-imapd dovecot-pop3d dovecot-submissiond)"
+        "Dovecot is not installed: run tests/run (or apt-get install dovecot-imapd dovecot-pop3d dovecot-submissiond)"
     )]
     DovecotNotInstalled,
 
@@ -79,7 +79,7 @@ mod tests {
     fn messages_say_what_to_run() {
         assert_eq!(
             HarnessError::DovecotNotInstalled.to_string(),
-            "Dovecot is not installed: run tests/setup (or apt-get install dovecot-imapd dovecot-pop3d dovecot-submissiond)"
+            "Dovecot is not installed: run tests/run (or apt-get install dovecot-imapd dovecot-pop3d dovecot-submissiond)"
         );
         let missing = HarnessError::MailUserMissing {
             user: "mailoauth-test".into(),
