@@ -2,6 +2,7 @@
 //! server, a real Dovecot, gpg, a Secret Service, and real mail clients. Each test runs the
 //! binary in an isolated HOME.
 
+mod clients;
 mod common;
 mod compat;
 mod flows;
