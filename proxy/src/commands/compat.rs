@@ -111,6 +111,22 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
             ));
         }
     };
+    if args.debug {
+        debug_dump(&fields, tokens.as_ref());
+    }
+    // A valid token needs neither the OAuth client nor the network: print it at once.
+    if !args.authorize
+        && let Some(t) = &tokens
+        && t.is_fresh(now_unix())
+    {
+        if args.verbose {
+            eprintln!(
+                "NOTICE: Access token is valid for {} more seconds.",
+                t.expires_at - now_unix()
+            );
+        }
+        return print_line(&t.access_token);
+    }
     let mut account = resolve_account(
         &config,
         &paths,
@@ -133,9 +149,6 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
     );
     let refresher = Refresher::new(store);
 
-    if args.debug {
-        debug_dump(&fields, tokens.as_ref());
-    }
     if args.authorize {
         refresher
             .store()
@@ -180,7 +193,7 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
         }
         return print_line(&fresh.access_token);
     }
-    let Some(tokens) = tokens else {
+    if tokens.is_none() {
         return Err(Failure::new(
             NEEDS_AUTHORIZATION,
             format!(
@@ -188,15 +201,6 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
                 file.display()
             ),
         ));
-    };
-    if tokens.is_fresh(now_unix()) {
-        if args.verbose {
-            eprintln!(
-                "NOTICE: Access token is valid for {} more seconds.",
-                tokens.expires_at - now_unix()
-            );
-        }
-        return print_line(&tokens.access_token);
     }
     if args.verbose {
         eprintln!(
