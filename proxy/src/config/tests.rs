@@ -158,3 +158,11 @@ fn missing_account_lists_known_ones() {
     let e = c.account("other").unwrap_err().to_string();
     assert!(e.contains("me@gmail.com"), "{e}");
 }
+
+#[test]
+fn the_shipped_example_parses() {
+    let c = Config::parse(include_str!("../../../config/config.example.toml")).unwrap();
+    assert_eq!(c.accounts.len(), 3);
+    assert!(matches!(c.store.kind, StoreKind::Command { .. }));
+    assert_eq!(c.accounts["me@contoso.com"].flow, FlowKind::Device);
+}
