@@ -7,11 +7,21 @@ use tokenlib::flow::{DeviceInstructions, PromptFuture, Prompter};
 use url::Url;
 
 /// Logs go to stderr (stdout is reserved for what a command prints: a token). The level comes
-/// from `MAILOAUTH_LOG` (e.g. `info`, `debug`); the default shows warnings only.
+/// from `MAILOAUTH_LOG` (e.g. `info`, `debug`, `trace`) and applies to mailoauth's own crates;
+/// the libraries underneath (HTTP, TLS, D-Bus) stay at `warn`, because their debug output can
+/// show request details that mailoauth cannot redact. Full directives (`hyper=debug,…`) are
+/// taken as written, for whoever really needs them. The default shows warnings only.
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("MAILOAUTH_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let directives = match std::env::var("MAILOAUTH_LOG") {
+        Ok(v) if v.contains('=') || v.contains(',') => v,
+        Ok(level) if !level.trim().is_empty() => {
+            let level = level.trim();
+            format!("warn,mailoauth={level},tokenlib={level},certs={level}")
+        }
+        _ => "warn".to_string(),
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

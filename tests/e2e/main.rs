@@ -7,5 +7,6 @@ mod common;
 mod compat;
 mod flows;
 mod keyring;
+mod secrets;
 mod store;
 mod token;
