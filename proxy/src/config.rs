@@ -285,8 +285,7 @@ pub struct AccountConfig {
     pub imap: Option<Upstream>,
     pub smtp: Option<Upstream>,
     pub pop3: Option<Upstream>,
-    /// Extra trust anchor for the upstream mail servers (read by `serve` and `test`).
-    #[allow(dead_code)]
+    /// Extra trust anchor for the upstream mail servers.
     pub upstream_ca: Option<PathBuf>,
     pub auth_params: Vec<(String, String)>,
 }
@@ -483,6 +482,19 @@ impl TryFrom<RawAccount> for AccountConfig {
             auth_params: raw.auth_params.into_iter().collect(),
         })
     }
+}
+
+/// The provider's mail servers as (imap, smtp, pop3); none for generic providers.
+pub fn provider_upstreams(provider: ProviderKind) -> [Option<Upstream>; 3] {
+    let [imap, smtp, pop3] = default_upstreams(provider);
+    let parse = |proto, text: Option<&str>| {
+        text.map(|t| parse_upstream(proto, t).expect("preset upstreams are valid"))
+    };
+    [
+        parse(Protocol::Imap, imap),
+        parse(Protocol::Smtp, smtp),
+        parse(Protocol::Pop3, pop3),
+    ]
 }
 
 /// The provider's mail servers: [imap, smtp, pop3]. Microsoft's SMTP is STARTTLS on 587 only.

@@ -6,6 +6,7 @@
 mod accounts;
 mod commands;
 mod config;
+mod diagnose;
 mod exit;
 mod terminal;
 

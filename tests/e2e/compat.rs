@@ -262,3 +262,126 @@ fn import_moves_the_tokens_without_reauthorizing() {
         "no new authorization"
     );
 }
+
+/// `--test` logs in to IMAP, POP and SMTP of the real Dovecot (implicit TLS, STARTTLS) with the
+/// file's token, as the script does, and says which failed when the token is refused.
+#[test]
+fn test_option_logs_in_to_imap_pop_and_smtp() {
+    use mailoauth_harness::{Dovecot, DovecotOptions, Mechanisms};
+    for mechanisms in [Mechanisms::Both, Mechanisms::XOAuth2Only] {
+        let server = AuthServer::start(AuthServerOptions::default());
+        let dovecot = Dovecot::start(DovecotOptions::new(&server).mechanisms(mechanisms))
+            .expect("the harness Dovecot starts");
+        let env = Env::new();
+        let extra = format!(
+            "imap = \"imaps://127.0.0.1:{}\"\npop3 = \"pop3://127.0.0.1:{}\"\nsmtp = \"smtp://127.0.0.1:{}\"\nupstream_ca = \"{}\"\n",
+            dovecot.imaps_port(),
+            dovecot.pop3_port(),
+            dovecot.submission_port(),
+            dovecot.ca_pem_path().display()
+        );
+        env.write_config(&account_toml(&server, ALICE, &extra));
+        let file = env.home.path().join("alice.tokens");
+        let issued = server.issue_tokens(ALICE, "mail");
+        write_token_file(
+            &file,
+            &json!({"registration": "google", "authflow": "authcode", "email": ALICE,
+                    "access_token": issued.access_token, "access_token_expiration": local_iso(3000),
+                    "refresh_token": issued.refresh_token}),
+        );
+        let f = file.to_str().unwrap();
+        let out = env.run(&[f, "--test", "-v", PIPES[0], PIPES[1], PIPES[2], PIPES[3]]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            out.stderr_text(),
+            dovecot.log_tail()
+        );
+        assert_eq!(out.stdout_text().trim(), issued.access_token);
+        let err = out.stderr_text();
+        let expected = if mechanisms == Mechanisms::Both {
+            "OAUTHBEARER"
+        } else {
+            "XOAUTH2"
+        };
+        for proto in ["IMAP", "POP", "SMTP"] {
+            assert!(
+                err.contains(&format!("{proto} authentication succeeded")),
+                "{err}"
+            );
+        }
+        assert_eq!(err.matches(expected).count(), 3, "{err}");
+
+        // Dovecot now refuses the token: each protocol reports its failure, exit 1.
+        server.revoke_access_token(&issued.access_token);
+        let out = env.run(&[f, "--test", PIPES[0], PIPES[1], PIPES[2], PIPES[3]]);
+        assert_eq!(out.code(), 1, "{}", out.stderr_text());
+        let err = out.stderr_text();
+        for proto in ["IMAP", "POP", "SMTP"] {
+            assert!(
+                err.contains(&format!("{proto} authentication FAILED")),
+                "{err}"
+            );
+        }
+        assert!(
+            err.contains("rejected the token (status"),
+            "the server's JSON status is shown: {err}"
+        );
+    }
+}
+
+/// A server that does not offer STARTTLS (or had it stripped) never gets the token.
+#[test]
+fn test_option_refuses_a_server_without_starttls() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] stripped\r\n")
+            .unwrap();
+        let mut received = String::new();
+        for line in BufReader::new(s).lines() {
+            match line {
+                Ok(l) => received.push_str(&format!("{l}\n")),
+                Err(_) => break,
+            }
+        }
+        received
+    });
+    let server = AuthServer::start(AuthServerOptions::default());
+    let env = Env::new();
+    env.write_config(&account_toml(
+        &server,
+        ALICE,
+        &format!("imap = \"imap://127.0.0.1:{port}\""),
+    ));
+    let file = env.home.path().join("alice.tokens");
+    let issued = server.issue_tokens(ALICE, "mail");
+    write_token_file(
+        &file,
+        &json!({"registration": "google", "authflow": "authcode", "email": ALICE,
+                "access_token": issued.access_token, "access_token_expiration": local_iso(3000),
+                "refresh_token": issued.refresh_token}),
+    );
+    let out = env.run(&[
+        file.to_str().unwrap(),
+        "--test",
+        PIPES[0],
+        PIPES[1],
+        PIPES[2],
+        PIPES[3],
+    ]);
+    assert_eq!(out.code(), 1, "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("does not offer STARTTLS"),
+        "{}",
+        out.stderr_text()
+    );
+    let received = fake.join().unwrap();
+    assert!(
+        !received.contains("AUTHENTICATE"),
+        "nothing was sent in clear: {received}"
+    );
+}

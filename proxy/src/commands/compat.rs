@@ -28,18 +28,13 @@ use super::runtime;
 use super::token::print_line;
 use crate::Cli;
 use crate::accounts::{open_store, token_account};
-use crate::config::{Config, Paths, StoreKind};
+use crate::config::{Config, Paths, StoreKind, provider_upstreams};
+use crate::diagnose::{self, Protocol};
 use crate::exit::{CONFIGURATION, ERROR, Failure, NEEDS_AUTHORIZATION, USAGE};
 use crate::terminal::TerminalPrompter;
 
 pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
     let args = &cli.compat;
-    if args.test {
-        return Err(Failure::new(
-            USAGE,
-            "--test is not available in this version of mailoauth yet; check the login with your mail client meanwhile",
-        ));
-    }
     let (paths, config) = load_optional_config(cli)?;
     let sealer = pipes(
         &config,
@@ -54,9 +49,7 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-
-    let new_file = fields.is_empty();
-    if new_file && !args.authorize {
+    if fields.is_empty() && !args.authorize {
         return Err(Failure::new(
             NEEDS_AUTHORIZATION,
             format!(
@@ -65,23 +58,6 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
             ),
         ));
     }
-    let ask =
-        |what: &str, given: &Option<String>, known: Option<String>| -> Result<String, Failure> {
-            if let Some(v) = given.clone().or(known) {
-                return Ok(v);
-            }
-            eprint!("{what}: ");
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| Failure::new(ERROR, format!("cannot read {what}: {e}")))?;
-            let line = line.trim().to_string();
-            if line.is_empty() {
-                return Err(Failure::new(USAGE, format!("no {what} given")));
-            }
-            Ok(line)
-        };
     let registration = ask(
         "OAuth2 registration (google or microsoft)",
         &args.provider,
@@ -114,103 +90,152 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
     if args.debug {
         debug_dump(&fields, tokens.as_ref());
     }
-    // A valid token needs neither the OAuth client nor the network: print it at once.
-    if !args.authorize
-        && let Some(t) = &tokens
-        && t.is_fresh(now_unix())
-    {
-        if args.verbose {
-            eprintln!(
-                "NOTICE: Access token is valid for {} more seconds.",
-                t.expires_at - now_unix()
-            );
+    let session = Session {
+        cli,
+        file,
+        paths: &paths,
+        config: &config,
+        email: &email,
+        registration: &registration,
+    };
+    let token = match tokens {
+        // A valid token needs neither the OAuth client nor the network.
+        Some(t) if !args.authorize && t.is_fresh(now_unix()) => {
+            if args.verbose {
+                eprintln!(
+                    "NOTICE: Access token is valid for {} more seconds.",
+                    t.expires_at - now_unix()
+                );
+            }
+            t.access_token
         }
-        return print_line(&t.access_token);
+        None if !args.authorize => {
+            return Err(Failure::new(
+                NEEDS_AUTHORIZATION,
+                format!(
+                    "{} holds no tokens yet: run once with --authorize",
+                    file.display()
+                ),
+            ));
+        }
+        _ => {
+            let mut defaults = Map::new();
+            defaults.insert("registration".into(), Value::String(registration.clone()));
+            defaults.insert("authflow".into(), Value::String(authflow.clone()));
+            defaults.insert("email".into(), Value::String(email.clone()));
+            let store = Store::single_file(
+                file.to_path_buf(),
+                paths.state_dir.join("compat"),
+                RecordFormat::MuttOauth2 { defaults },
+                sealer,
+            );
+            let mut account = session.account()?;
+            account.flow = flow;
+            session.renew(Refresher::new(store), &account)?
+        }
+    };
+    print_line(&token)?;
+    if args.test {
+        return session.test(&token);
     }
-    let mut account = resolve_account(
-        &config,
-        &paths,
-        &email,
-        &registration,
-        args.client_id.as_deref(),
-        args.client_secret.as_deref(),
-    )?;
-    account.flow = flow;
+    Ok(())
+}
 
-    let mut defaults = Map::new();
-    defaults.insert("registration".into(), Value::String(registration.clone()));
-    defaults.insert("authflow".into(), Value::String(authflow.clone()));
-    defaults.insert("email".into(), Value::String(email.clone()));
-    let store = Store::single_file(
-        file.to_path_buf(),
-        paths.state_dir.join("compat"),
-        RecordFormat::MuttOauth2 { defaults },
-        sealer,
-    );
-    let refresher = Refresher::new(store);
+/// Asks on the terminal for a value not given on the command line nor in the file.
+fn ask(what: &str, given: &Option<String>, known: Option<String>) -> Result<String, Failure> {
+    if let Some(v) = given.clone().or(known) {
+        return Ok(v);
+    }
+    eprint!("{what}: ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(ERROR, format!("cannot read {what}: {e}")))?;
+    let line = line.trim().to_string();
+    if line.is_empty() {
+        return Err(Failure::new(USAGE, format!("no {what} given")));
+    }
+    Ok(line)
+}
 
-    if args.authorize {
-        refresher
-            .store()
-            .check_ready()
-            .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
-        let prompter = TerminalPrompter {
-            account: email.clone(),
-        };
+/// What one compatibility-mode run works with.
+struct Session<'a> {
+    cli: &'a Cli,
+    file: &'a Path,
+    paths: &'a Paths,
+    config: &'a Config,
+    email: &'a str,
+    registration: &'a str,
+}
+
+impl Session<'_> {
+    fn account(&self) -> Result<Account, Failure> {
+        let args = &self.cli.compat;
+        resolve_account(
+            self.config,
+            self.paths,
+            self.email,
+            self.registration,
+            args.client_id.as_deref(),
+            args.client_secret.as_deref(),
+        )
+    }
+
+    /// Authorizes (with --authorize) or refreshes, writing the file through the store.
+    fn renew(&self, refresher: Refresher, account: &Account) -> Result<SecretString, Failure> {
+        let args = &self.cli.compat;
         let rt = runtime()?;
-        let fresh = rt.block_on(async {
-            let endpoints = refresher
-                .endpoints(&account)
-                .await
-                .map_err(|e| Failure::new(ERROR, e.to_string()))?;
-            let http = refresher
-                .http()
-                .await
-                .map_err(|e| Failure::new(ERROR, e.to_string()))?;
-            flow::authorize(
-                http,
-                &account,
-                &endpoints,
-                flow,
-                &prompter,
-                &FlowOptions::default(),
-            )
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    NEEDS_AUTHORIZATION,
-                    format!("{e}\nTo try again, run with --authorize."),
+        if args.authorize {
+            refresher
+                .store()
+                .check_ready()
+                .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
+            let prompter = TerminalPrompter {
+                account: self.email.to_string(),
+            };
+            let fresh = rt.block_on(async {
+                let endpoints = refresher
+                    .endpoints(account)
+                    .await
+                    .map_err(|e| Failure::new(ERROR, e.to_string()))?;
+                let http = refresher
+                    .http()
+                    .await
+                    .map_err(|e| Failure::new(ERROR, e.to_string()))?;
+                flow::authorize(
+                    http,
+                    account,
+                    &endpoints,
+                    account.flow,
+                    &prompter,
+                    &FlowOptions::default(),
                 )
-            })
-        })?;
-        rt.block_on(refresher.store_authorization(&account, fresh.clone()))
-            .map_err(|e| Failure::new(ERROR, e.to_string()))?;
+                .await
+                .map_err(|e| {
+                    Failure::new(
+                        NEEDS_AUTHORIZATION,
+                        format!("{e}\nTo try again, run with --authorize."),
+                    )
+                })
+            })?;
+            rt.block_on(refresher.store_authorization(account, fresh.clone()))
+                .map_err(|e| Failure::new(ERROR, e.to_string()))?;
+            if args.verbose {
+                eprintln!(
+                    "NOTICE: Obtained new access token, expires in {} s.",
+                    fresh.expires_at - now_unix()
+                );
+            }
+            return Ok(fresh.access_token);
+        }
         if args.verbose {
             eprintln!(
-                "NOTICE: Obtained new access token, expires in {} s.",
-                fresh.expires_at - now_unix()
+                "NOTICE: Access token expires within 5 minutes or has expired; using the refresh token to obtain a new one."
             );
         }
-        return print_line(&fresh.access_token);
-    }
-    if tokens.is_none() {
-        return Err(Failure::new(
-            NEEDS_AUTHORIZATION,
-            format!(
-                "{} holds no tokens yet: run once with --authorize",
-                file.display()
-            ),
-        ));
-    }
-    if args.verbose {
-        eprintln!(
-            "NOTICE: Access token expires within 5 minutes or has expired; using the refresh token to obtain a new one."
-        );
-    }
-    let token = runtime()?
-        .block_on(refresher.access_token(&account))
-        .map_err(|e| {
-            let f = Failure::from_refresh(cli, &email, &e);
+        rt.block_on(refresher.access_token(account)).map_err(|e| {
+            let f = Failure::from_refresh(self.cli, self.email, &e);
             if f.code == NEEDS_AUTHORIZATION {
                 Failure::new(
                     f.code,
@@ -219,8 +244,76 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
             } else {
                 f
             }
-        })?;
-    print_line(&token)
+        })
+    }
+
+    /// `--test`: logs in to the account's IMAP, POP and SMTP servers with the token.
+    fn test(&self, token: &SecretString) -> Result<(), Failure> {
+        let args = &self.cli.compat;
+        let configured = self.config.accounts.get(self.email);
+        let [imap, smtp, pop3] = match configured {
+            Some(a) => [a.imap.clone(), a.smtp.clone(), a.pop3.clone()],
+            None => match self.registration {
+                "google" => provider_upstreams(ProviderKind::Google),
+                "microsoft" => provider_upstreams(ProviderKind::Microsoft),
+                _ => [None, None, None],
+            },
+        };
+        let targets: Vec<_> = [
+            (Protocol::Imap, imap),
+            (Protocol::Pop3, pop3),
+            (Protocol::Smtp, smtp),
+        ]
+        .into_iter()
+        .filter_map(|(p, u)| u.map(|u| (p, u)))
+        .collect();
+        if targets.is_empty() {
+            return Err(Failure::new(
+                CONFIGURATION,
+                format!(
+                    "no mail servers are known for {}: set imap, pop3 and smtp in its account",
+                    self.email
+                ),
+            ));
+        }
+        let ca = configured.and_then(|a| a.upstream_ca.as_deref());
+        let tls = certs::client_config(certs::Roots::Webpki, ca)
+            .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
+        let user = configured
+            .and_then(|a| a.user.as_deref())
+            .unwrap_or(self.email);
+        let checks = runtime()?.block_on(diagnose::check_all(&targets, user, token, tls));
+        let mut failed = false;
+        for check in checks {
+            let name = check.protocol.name();
+            match check.outcome {
+                Ok(mech) if args.verbose => eprintln!(
+                    "{name} authentication succeeded ({}, {}, {} ms)",
+                    check.upstream,
+                    mech.name(),
+                    check.elapsed.as_millis()
+                ),
+                Ok(_) => {}
+                Err(reason) => {
+                    failed = true;
+                    eprintln!(
+                        "{name} authentication FAILED ({}): {reason}",
+                        check.upstream
+                    );
+                }
+            }
+        }
+        if failed {
+            return Err(Failure::new(
+                ERROR,
+                format!(
+                    "the login test failed for {} (see above)",
+                    self.file.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `mailoauth import FILE ACCOUNT`.
