@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
-use mailoauth_harness::{AuthServer, AuthServerOptions, Style, browser};
+use mailoauth_harness::{AuthServer, AuthServerOptions, IssuedTokens, Style, browser};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -25,6 +25,16 @@ fn write_token_file(path: &Path, fields: &Value) {
         base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(fields).unwrap());
     std::fs::write(path, format!("{sealed}\n")).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A token file holding `issued`, its access token valid `secs` more seconds.
+fn script_file(path: &Path, registration: &str, authflow: &str, issued: &IssuedTokens, secs: i64) {
+    write_token_file(
+        path,
+        &json!({"registration": registration, "authflow": authflow, "email": ALICE,
+                "access_token": issued.access_token, "access_token_expiration": local_iso(secs),
+                "refresh_token": issued.refresh_token}),
+    );
 }
 
 fn read_token_file(path: &Path) -> Value {
@@ -63,12 +73,7 @@ fn setup(style: Style) -> (AuthServer, Env, PathBuf) {
 fn valid_token_is_printed_and_expired_one_refreshed_in_place() {
     let (server, env, file) = setup(Style::Google);
     let issued = server.issue_tokens(ALICE, "mail");
-    write_token_file(
-        &file,
-        &json!({"registration": "google", "authflow": "authcode", "email": ALICE,
-                "access_token": issued.access_token, "access_token_expiration": local_iso(3000),
-                "refresh_token": issued.refresh_token}),
-    );
+    script_file(&file, "google", "authcode", &issued, 3000);
     let f = file.to_str().unwrap();
     let out = env.run(&[f, PIPES[0], PIPES[1], PIPES[2], PIPES[3]]);
     assert!(out.status.success(), "{}", out.stderr_text());
@@ -122,12 +127,7 @@ fn the_real_script_reads_what_mailoauth_wrote() {
     let (server, env, file) = setup(Style::Google);
     server.set_access_lifetime(Duration::from_secs(3600));
     let issued = server.issue_tokens(ALICE, "mail");
-    write_token_file(
-        &file,
-        &json!({"registration": "google", "authflow": "authcode", "email": ALICE,
-                "access_token": issued.access_token, "access_token_expiration": local_iso(-10),
-                "refresh_token": issued.refresh_token}),
-    );
+    script_file(&file, "google", "authcode", &issued, -10);
     let out = env.run(&[
         file.to_str().unwrap(),
         PIPES[0],
@@ -180,12 +180,7 @@ fn store_pipes_from_configuration_and_errors() {
     assert!(out.stderr_text().contains("--authorize"));
 
     let issued = server.issue_tokens(ALICE, "mail");
-    write_token_file(
-        &file,
-        &json!({"registration": "microsoft", "authflow": "devicecode", "email": ALICE,
-                "access_token": issued.access_token, "access_token_expiration": local_iso(3000),
-                "refresh_token": issued.refresh_token}),
-    );
+    script_file(&file, "microsoft", "devicecode", &issued, 3000);
     let out = env.run(&[f, "-d"]);
     assert!(out.status.success(), "{}", out.stderr_text());
     assert!(
@@ -245,12 +240,7 @@ fn import_moves_the_tokens_without_reauthorizing() {
         account_toml(&server, ALICE, "")
     ));
     let issued = server.issue_tokens(ALICE, "mail");
-    write_token_file(
-        &file,
-        &json!({"registration": "google", "authflow": "authcode", "email": ALICE,
-                "access_token": issued.access_token, "access_token_expiration": local_iso(3000),
-                "refresh_token": issued.refresh_token}),
-    );
+    script_file(&file, "google", "authcode", &issued, 3000);
     let out = env.run(&["import", file.to_str().unwrap(), ALICE]);
     assert!(out.status.success(), "{}", out.stderr_text());
     let out = env.run(&["token", ALICE]);
@@ -359,12 +349,7 @@ fn test_option_refuses_a_server_without_starttls() {
     ));
     let file = env.home.path().join("alice.tokens");
     let issued = server.issue_tokens(ALICE, "mail");
-    write_token_file(
-        &file,
-        &json!({"registration": "google", "authflow": "authcode", "email": ALICE,
-                "access_token": issued.access_token, "access_token_expiration": local_iso(3000),
-                "refresh_token": issued.refresh_token}),
-    );
+    script_file(&file, "google", "authcode", &issued, 3000);
     let out = env.run(&[
         file.to_str().unwrap(),
         "--test",

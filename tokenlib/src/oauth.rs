@@ -203,16 +203,7 @@ impl OAuthHttp {
         let base = issuer.as_str().trim_end_matches('/');
         let url = format!("{base}/.well-known/openid-configuration");
         let name = format!("the discovery document {url}");
-        let response =
-            self.client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| EndpointError::Unreachable {
-                    endpoint: name.clone(),
-                    detail: transport_detail(&e),
-                })?;
-        let status = response.status().as_u16();
+        let (status, bytes) = self.fetch(&name, self.client.get(&url)).await?;
         if status != 200 {
             return Err(EndpointError::Http {
                 endpoint: name,
@@ -220,13 +211,6 @@ impl OAuthHttp {
                 hint: "; check the issuer URL".into(),
             });
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| EndpointError::Unreachable {
-                endpoint: name.clone(),
-                detail: transport_detail(&e),
-            })?;
         let meta: Metadata =
             serde_json::from_slice(&bytes).map_err(|e| EndpointError::BadResponse {
                 endpoint: name.clone(),
@@ -274,6 +258,22 @@ impl OAuthHttp {
         Ok(overrides.over(discovered))
     }
 
+    /// Sends a request and reads the whole answer; transport failures are `Unreachable`.
+    async fn fetch(
+        &self,
+        name: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, Vec<u8>), EndpointError> {
+        let unreachable = |e: reqwest::Error| EndpointError::Unreachable {
+            endpoint: name.to_string(),
+            detail: transport_detail(&e),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(unreachable)?;
+        Ok((status, body.to_vec()))
+    }
+
     async fn post_form(
         &self,
         account: &Account,
@@ -299,25 +299,12 @@ impl OAuthHttp {
                 form.push(("client_secret", s.expose_secret()));
             }
         }
-        let response = request
+        let request = request
             .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| EndpointError::Unreachable {
-                endpoint: name.clone(),
-                detail: transport_detail(&e),
-            })?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| EndpointError::Unreachable {
-                endpoint: name.clone(),
-                detail: transport_detail(&e),
-            })?;
+            .form(&form);
+        let (status, body) = self.fetch(&name, request).await?;
         if (200..300).contains(&status) {
-            return Ok(body.to_vec());
+            return Ok(body);
         }
         match parse_provider_error(status, &body) {
             Some(err) => Err(EndpointError::Provider(err)),

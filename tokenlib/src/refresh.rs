@@ -284,6 +284,23 @@ impl Refresher {
         }
     }
 
+    /// Runs `account`'s flow (endpoints resolved, HTTP client built) and returns the tokens;
+    /// they are not stored yet (see [`Refresher::store_authorization`]).
+    pub async fn authorize(
+        &self,
+        account: &Account,
+        prompter: &dyn crate::flow::Prompter,
+        options: &crate::flow::FlowOptions,
+    ) -> Result<TokenSet, crate::flow::FlowError> {
+        let endpoint_error = |source: EndpointError| crate::flow::FlowError::Endpoint {
+            explanation: explain(account.provider, account.flow, &source),
+            source,
+        };
+        let endpoints = self.endpoints(account).await.map_err(endpoint_error)?;
+        let http = self.http().await.map_err(endpoint_error)?;
+        crate::flow::authorize(http, account, &endpoints, account.flow, prompter, options).await
+    }
+
     /// Stores freshly authorized tokens (from a flow) and clears any re-authorization mark.
     pub async fn store_authorization(
         &self,

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use tokenlib::flow::{self, FlowError, FlowOptions};
+use tokenlib::explain::NextStep;
+use tokenlib::flow::{FlowError, FlowOptions};
 use tokenlib::provider::{ProviderKind, known};
 use tokenlib::token::now_unix;
 use tokenlib::{Account, FlowKind, Refresher};
@@ -56,33 +57,10 @@ pub fn run(
         account: name.to_string(),
     };
     let rt = runtime()?;
-    let tokens = rt.block_on(async {
-        let endpoints = refresher.endpoints(&account).await.map_err(|e| {
-            let explanation = tokenlib::explain::explain(account.provider, account.flow, &e);
-            Failure::new(
-                if e.is_transient() {
-                    TEMPORARY
-                } else {
-                    CONFIGURATION
-                },
-                explanation.text,
-            )
-        })?;
-        let http = refresher
-            .http()
-            .await
-            .map_err(|e| Failure::new(ERROR, e.to_string()))?;
-        flow::authorize(
-            http,
-            &account,
-            &endpoints,
-            account.flow,
-            &prompter,
-            &options,
-        )
-        .await
-        .map_err(|e| flow_failure(cli, name, &e))
-    })?;
+    let retry = format!("To try again, run:\n    {}", authorize_command(cli, name));
+    let tokens = rt
+        .block_on(refresher.authorize(&account, &prompter, &options))
+        .map_err(|e| flow_failure(&e, &retry))?;
     if tokens.refresh_token.is_none() && account.flow != FlowKind::ClientCredentials {
         eprintln!("warning: the provider issued no refresh token, so {name} will need authorizing again when this access token expires.{}",
             match account.provider {
@@ -115,16 +93,17 @@ fn refuse_known_dead_ends(account: &Account) -> Result<(), Failure> {
     Ok(())
 }
 
-fn flow_failure(cli: &Cli, name: &str, e: &FlowError) -> Failure {
+/// A failed flow: its message, the next step, and an exit code that says which.
+pub fn flow_failure(e: &FlowError, retry: &str) -> Failure {
     match e {
         FlowError::Endpoint {
             explanation,
             source,
         } => {
             let code = match explanation.next {
-                tokenlib::explain::NextStep::RetryLater => TEMPORARY,
-                tokenlib::explain::NextStep::Reauthorize => NEEDS_AUTHORIZATION,
-                tokenlib::explain::NextStep::FixConfiguration => CONFIGURATION,
+                NextStep::RetryLater => TEMPORARY,
+                NextStep::Reauthorize => NEEDS_AUTHORIZATION,
+                NextStep::FixConfiguration => CONFIGURATION,
             };
             Failure::new(
                 code,
@@ -132,13 +111,7 @@ fn flow_failure(cli: &Cli, name: &str, e: &FlowError) -> Failure {
             )
         }
         FlowError::Denied { .. } | FlowError::TimedOut(_) | FlowError::BadAnswer(_) => {
-            Failure::new(
-                NEEDS_AUTHORIZATION,
-                format!(
-                    "{e}\nTo try again, run:\n    {}",
-                    authorize_command(cli, name)
-                ),
-            )
+            Failure::new(NEEDS_AUTHORIZATION, format!("{e}\n{retry}"))
         }
         FlowError::Config(_) => Failure::new(CONFIGURATION, e.to_string()),
         FlowError::Io { .. } => Failure::new(ERROR, e.to_string()),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 use serde_json::{Map, Value};
-use tokenlib::flow::{self, FlowOptions};
+use tokenlib::flow::FlowOptions;
 use tokenlib::provider::{
     self, EndpointSource, Protocols, ProviderKind, google_endpoints, microsoft_endpoints,
 };
@@ -24,6 +24,7 @@ use tokenlib::store::{
 use tokenlib::token::{fingerprint, now_unix};
 use tokenlib::{Account, FlowKind, Refresher, SecretSource, TokenSet};
 
+use super::authorize::flow_failure;
 use super::runtime;
 use super::token::print_line;
 use crate::Cli;
@@ -194,31 +195,9 @@ impl Session<'_> {
             let prompter = TerminalPrompter {
                 account: self.email.to_string(),
             };
-            let fresh = rt.block_on(async {
-                let endpoints = refresher
-                    .endpoints(account)
-                    .await
-                    .map_err(|e| Failure::new(ERROR, e.to_string()))?;
-                let http = refresher
-                    .http()
-                    .await
-                    .map_err(|e| Failure::new(ERROR, e.to_string()))?;
-                flow::authorize(
-                    http,
-                    account,
-                    &endpoints,
-                    account.flow,
-                    &prompter,
-                    &FlowOptions::default(),
-                )
-                .await
-                .map_err(|e| {
-                    Failure::new(
-                        NEEDS_AUTHORIZATION,
-                        format!("{e}\nTo try again, run with --authorize."),
-                    )
-                })
-            })?;
+            let fresh = rt
+                .block_on(refresher.authorize(account, &prompter, &FlowOptions::default()))
+                .map_err(|e| flow_failure(&e, "To try again, run with --authorize."))?;
             rt.block_on(refresher.store_authorization(account, fresh.clone()))
                 .map_err(|e| Failure::new(ERROR, e.to_string()))?;
             if args.verbose {
