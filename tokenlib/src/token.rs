@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer};
 /// rejects it and the proxy refreshes once and retries.
 pub const DEFAULT_LIFETIME_SECS: i64 = 3600;
 
+/// The longest lifetime believed: a bigger `expires_in` (a broken or hostile endpoint) is capped
+/// so that arithmetic on it cannot overflow and the token is still renewed now and then.
+pub const MAX_LIFETIME_SECS: i64 = 366 * 24 * 3600;
+
 /// A token is refreshed when less than this much of its life is left (proactive margin).
 pub const REFRESH_MARGIN_SECS: i64 = 5 * 60;
 
@@ -74,7 +78,7 @@ impl std::fmt::Debug for TokenSet {
 impl TokenSet {
     /// Seconds of validity left at `now`.
     pub fn remaining(&self, now: i64) -> i64 {
-        self.expires_at - now
+        self.expires_at.saturating_sub(now)
     }
 
     /// True when the access token has more than the refresh margin left.
@@ -159,11 +163,12 @@ impl TokenResponse {
         let lifetime = self
             .expires_in
             .filter(|s| *s > 0)
-            .unwrap_or(DEFAULT_LIFETIME_SECS);
+            .unwrap_or(DEFAULT_LIFETIME_SECS)
+            .min(MAX_LIFETIME_SECS);
         let refresh_issued_at = self.refresh_token.as_ref().map(|_| requested_at);
         TokenSet {
             access_token: self.access_token,
-            expires_at: requested_at + lifetime,
+            expires_at: requested_at.saturating_add(lifetime),
             refresh_token: self.refresh_token.filter(|t| !t.expose_secret().is_empty()),
             refresh_issued_at,
             scope: self.scope,
@@ -222,6 +227,23 @@ mod tests {
         assert_eq!(t.expires_at, 1000 + DEFAULT_LIFETIME_SECS);
         let t = parse(r#"{"access_token":"a","expires_in":"soon"}"#).into_token_set(0, Grant::User);
         assert_eq!(t.expires_at, DEFAULT_LIFETIME_SECS);
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_capped_not_overflowed() {
+        // Found by the token_response fuzz target (fuzz/regressions/token_response/).
+        for body in [
+            r#"{"access_token":"b","expires_in":77777777777777777775}"#,
+            r#"{"access_token":"b","expires_in":9223372036854775807}"#,
+            r#"{"access_token":"b","expires_in":"1e300"}"#,
+        ] {
+            let t = parse(body).into_token_set(1_700_000_000, Grant::User);
+            assert_eq!(t.expires_at, 1_700_000_000 + MAX_LIFETIME_SECS, "{body}");
+        }
+        let t = parse(r#"{"access_token":"b","expires_in":60}"#)
+            .into_token_set(i64::MAX - 5, Grant::User);
+        assert_eq!(t.expires_at, i64::MAX);
+        assert_eq!(t.remaining(i64::MIN), i64::MAX);
     }
 
     #[test]

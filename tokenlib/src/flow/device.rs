@@ -17,6 +17,9 @@ use crate::token::{Grant, TokenSet, now_unix};
 const DEFAULT_INTERVAL: u64 = 5;
 /// Used when the provider does not say how long its code lives.
 const DEFAULT_LIFETIME: u64 = 900;
+/// Caps on what the provider says, so a broken answer cannot make us wait forever.
+const MAX_LIFETIME: u64 = 3600;
+const MAX_INTERVAL: u64 = 60;
 /// How many transport failures in a row we sit out before giving up.
 const MAX_TRANSIENT: u32 = 5;
 
