@@ -43,12 +43,12 @@ pub(super) async fn run(
     let lifetime = Duration::from_secs(
         auth.expires_in
             .filter(|s| *s > 0)
-            .map_or(DEFAULT_LIFETIME, |s| s as u64),
+            .map_or(DEFAULT_LIFETIME, |s| (s as u64).min(MAX_LIFETIME)),
     );
     let mut interval = Duration::from_secs(
         auth.interval
             .filter(|s| *s > 0)
-            .map_or(DEFAULT_INTERVAL, |s| s as u64),
+            .map_or(DEFAULT_INTERVAL, |s| (s as u64).min(MAX_INTERVAL)),
     );
     prompter.show_device_code(&DeviceInstructions {
         verification_uri: auth.verification_uri.clone(),
