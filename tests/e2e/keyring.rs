@@ -25,9 +25,23 @@ impl SecretService {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
         let socket = run.join("bus");
+        // A session bus without service directories: nothing is auto-started on it. (With the
+        // system's session config, an early call for org.freedesktop.secrets would start a
+        // second, locked gnome-keyring that takes the name first — seen on loaded machines.)
+        let bus_config = dir.path().join("bus.conf");
+        std::fs::write(
+            &bus_config,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
+                 <policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
         let bus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address=unix:path={}", socket.display()))
+            .args(["--nofork", "--nopidfile"])
+            .arg(format!("--config-file={}", bus_config.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -42,7 +56,7 @@ impl SecretService {
             .envs(Self::vars_for(dir.path()))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("keyring.log")).unwrap())
             .spawn()
             .expect("gnome-keyring-daemon is installed (tests/run installs gnome-keyring)");
         // The login keyring's password, then EOF: the daemon creates and unlocks it.
@@ -51,8 +65,15 @@ impl SecretService {
         drop(stdin);
         let service = SecretService { dir, bus, keyring };
         // Ready when the Secret Service has a default collection (the unlocked login keyring).
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: on a loaded CI machine the daemon can take seconds to start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut service = service;
         loop {
+            if let Ok(Some(status)) = service.keyring.try_wait() {
+                let log = std::fs::read_to_string(service.dir.path().join("keyring.log"))
+                    .unwrap_or_default();
+                panic!("gnome-keyring-daemon exited ({status}) before it was ready:\n{log}");
+            }
             let alias = Command::new("dbus-send")
                 .envs(Self::vars_for(service.dir.path()))
                 .args([
@@ -69,10 +90,11 @@ impl SecretService {
             if alias {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "gnome-keyring did not come up on the bus"
-            );
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(service.dir.path().join("keyring.log"))
+                    .unwrap_or_default();
+                panic!("gnome-keyring did not come up on the bus within 60 s:\n{log}");
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         service
