@@ -126,7 +126,8 @@ pub struct CompatArgs {
     /// OAuth client id, when the address is not a configured account.
     #[arg(long, requires = "tokenfile")]
     pub client_id: Option<String>,
-    /// OAuth client secret, when the address is not a configured account.
+    /// OAuth client secret, when the address is not a configured account (visible to other
+    /// local users in the process list: prefer client_secret_command in the configuration).
     #[arg(long, requires = "tokenfile")]
     pub client_secret: Option<String>,
 }
