@@ -1,0 +1,171 @@
+//! The command line: the clap definitions and the dispatch of each subcommand to its module;
+//! nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{commands, exit, terminal};
+
+/// Lets plain-password mail clients reach OAuth2-only mail services, and prints fresh OAuth2
+/// access tokens for clients that speak OAUTHBEARER/XOAUTH2 themselves (mutt, msmtp, mbsync).
+///
+/// Also a drop-in for mutt_oauth2.py: `mailoauth TOKENFILE [--authorize] [--authflow …]`.
+#[derive(Debug, Parser)]
+#[command(name = "mailoauth", version)]
+pub struct Cli {
+    /// Configuration file (default: $XDG_CONFIG_HOME/mailoauth/config.toml).
+    #[arg(long, global = true, env = "MAILOAUTH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub compat: CompatArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a fresh access token for ACCOUNT on one line (for imap_oauth_refresh_command,
+    /// msmtp's passwordeval, mbsync's PassCmd). Diagnostics go to stderr only; it never opens a
+    /// browser.
+    Token {
+        /// The account, as named in the configuration.
+        account: String,
+        /// What to print: the bare token, or the base64 SASL string some tools want.
+        #[arg(long, value_enum, default_value_t = TokenFormat::Token)]
+        format: TokenFormat,
+    },
+    /// Authorize ACCOUNT (again): run the OAuth flow and store the tokens.
+    Authorize {
+        account: String,
+        /// Override the account's flow.
+        #[arg(long, value_enum)]
+        flow: Option<FlowArg>,
+        /// Do not try to open a browser; just print the URL.
+        #[arg(long)]
+        no_browser: bool,
+        /// How long to wait for the browser (loopback flow), in seconds.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// Move the refresh token of a mutt_oauth2.py token file into ACCOUNT's store, without
+    /// authorizing again.
+    Import {
+        /// The mutt_oauth2.py token file.
+        file: PathBuf,
+        /// The configured account that takes over the tokens.
+        account: String,
+        /// Command that decrypts FILE (default: [store] decrypt from the configuration).
+        #[arg(long, value_name = "COMMAND")]
+        decryption_pipe: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenFormat {
+    /// The access token itself.
+    Token,
+    /// base64 of `user=…^Aauth=Bearer …^A^A` (XOAUTH2 initial response).
+    Xoauth2,
+    /// base64 of `n,a=…,^Aauth=Bearer …^A^A` (OAUTHBEARER initial response, RFC 7628).
+    Oauthbearer,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FlowArg {
+    Loopback,
+    Paste,
+    Device,
+    #[value(name = "client-credentials", alias = "client_credentials")]
+    ClientCredentials,
+}
+
+/// mutt_oauth2.py's interface: `mailoauth TOKENFILE [options]`.
+#[derive(Debug, Args)]
+pub struct CompatArgs {
+    /// mutt_oauth2.py token file (compatibility mode).
+    #[arg(value_name = "TOKENFILE")]
+    pub tokenfile: Option<PathBuf>,
+    /// Authorize new tokens (interactive).
+    #[arg(short = 'a', long, requires = "tokenfile")]
+    pub authorize: bool,
+    /// authcode | localhostauthcode | devicecode.
+    #[arg(long, requires = "tokenfile", value_name = "FLOW")]
+    pub authflow: Option<String>,
+    /// Test IMAP/POP/SMTP login with the token.
+    #[arg(short = 't', long, requires = "tokenfile")]
+    pub test: bool,
+    /// Explain what happens (on stderr).
+    #[arg(short = 'v', long, requires = "tokenfile")]
+    pub verbose: bool,
+    /// Show the token file's fields (secrets as fingerprints only, on stderr).
+    #[arg(short = 'd', long, requires = "tokenfile")]
+    pub debug: bool,
+    /// Command that encrypts the token file (stdin to stdout), e.g. "gpg --encrypt -r me".
+    #[arg(long, requires = "tokenfile", value_name = "COMMAND")]
+    pub encryption_pipe: Option<String>,
+    /// Command that decrypts the token file, e.g. "gpg --decrypt".
+    #[arg(long, requires = "tokenfile", value_name = "COMMAND")]
+    pub decryption_pipe: Option<String>,
+    /// google | microsoft, for a new token file (otherwise asked).
+    #[arg(long, requires = "tokenfile")]
+    pub provider: Option<String>,
+    /// The account's address, for a new token file (otherwise asked).
+    #[arg(long, requires = "tokenfile")]
+    pub email: Option<String>,
+    /// OAuth client id, when the address is not a configured account.
+    #[arg(long, requires = "tokenfile")]
+    pub client_id: Option<String>,
+    /// OAuth client secret, when the address is not a configured account (visible to other
+    /// local users in the process list: prefer client_secret_command in the configuration).
+    #[arg(long, requires = "tokenfile")]
+    pub client_secret: Option<String>,
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    terminal::init_logging();
+    let result = match (&cli.command, &cli.compat.tokenfile) {
+        (Some(_), Some(file)) => Err(exit::Failure::new(
+            exit::USAGE,
+            format!(
+                "{} looks like a mutt_oauth2.py token file, but a subcommand follows it; use one or the other",
+                file.display()
+            ),
+        )),
+        (Some(Command::Token { account, format }), _) => {
+            commands::token::run(&cli, account, *format)
+        }
+        (
+            Some(Command::Authorize {
+                account,
+                flow,
+                no_browser,
+                timeout,
+            }),
+            _,
+        ) => commands::authorize::run(&cli, account, *flow, *no_browser, *timeout),
+        (
+            Some(Command::Import {
+                file,
+                account,
+                decryption_pipe,
+            }),
+            _,
+        ) => commands::compat::import(&cli, file, account, decryption_pipe.as_deref()),
+        (None, Some(file)) => commands::compat::run(&cli, file),
+        (None, None) => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}

@@ -1,0 +1,1 @@
+//! The IMAP server core (client side, before login): sans-IO. (In progress.)

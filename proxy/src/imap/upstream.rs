@@ -1,0 +1,1 @@
+//! The IMAP upstream core (OAuth login to the real server): sans-IO. (In progress.)
