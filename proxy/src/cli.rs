@@ -51,6 +51,11 @@ pub enum Command {
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         timeout: u64,
     },
+    /// Set the local password mail clients use to log in to the proxy as ACCOUNT (read from the
+    /// terminal, or one line from stdin when it is not a terminal).
+    Passwd { account: String },
+    /// Run the proxy: the listeners of [proxy.*] in the configuration, until SIGINT/SIGTERM.
+    Serve,
     /// Move the refresh token of a mutt_oauth2.py token file into ACCOUNT's store, without
     /// authorizing again.
     Import {
@@ -128,7 +133,8 @@ pub struct CompatArgs {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    terminal::init_logging();
+    let serving = matches!(cli.command, Some(Command::Serve));
+    terminal::init_logging(if serving { "info" } else { "warn" });
     let result = match (&cli.command, &cli.compat.tokenfile) {
         (Some(_), Some(file)) => Err(exit::Failure::new(
             exit::USAGE,
@@ -157,6 +163,8 @@ pub fn main() -> ExitCode {
             }),
             _,
         ) => commands::compat::import(&cli, file, account, decryption_pipe.as_deref()),
+        (Some(Command::Passwd { account }), _) => commands::passwd::run(&cli, account),
+        (Some(Command::Serve), _) => commands::serve::run(&cli),
         (None, Some(file)) => commands::compat::run(&cli, file),
         (None, None) => {
             use clap::CommandFactory;

@@ -54,6 +54,8 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
     pub accounts: BTreeMap<String, AccountConfig>,
 }
 
@@ -513,6 +515,9 @@ fn default_upstreams(provider: ProviderKind) -> [Option<&'static str>; 3] {
         ProviderKind::Generic => [None, None, None],
     }
 }
+
+mod listeners;
+pub use listeners::{ListenerConfig, ListenerTls, ProxyConfig};
 
 #[cfg(test)]
 mod tests;

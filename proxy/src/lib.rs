@@ -10,9 +10,13 @@ pub mod accounts;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod credentials;
+pub mod daemon;
 pub mod diagnose;
 pub mod exit;
 pub mod imap;
+pub mod splice;
+pub mod stream;
 pub mod terminal;
 
 pub use cli::{Cli, FlowArg, TokenFormat};

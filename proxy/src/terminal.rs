@@ -10,8 +10,9 @@ use url::Url;
 /// from `MAILOAUTH_LOG` (e.g. `info`, `debug`, `trace`) and applies to mailoauth's own crates;
 /// the libraries underneath (HTTP, TLS, D-Bus) stay at `warn`, because their debug output can
 /// show request details that mailoauth cannot redact. Full directives (`hyper=debug,…`) are
-/// taken as written, for whoever really needs them. The default shows warnings only.
-pub fn init_logging() {
+/// taken as written, for whoever really needs them. Without it, `default` applies to mailoauth's
+/// crates (`warn` for one-shot commands, `info` for the daemon's one line per session).
+pub fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
     let directives = match std::env::var("MAILOAUTH_LOG") {
         Ok(v) if v.contains('=') || v.contains(',') => v,
@@ -19,7 +20,7 @@ pub fn init_logging() {
             let level = level.trim();
             format!("warn,mailoauth={level},tokenlib={level},certs={level}")
         }
-        _ => "warn".to_string(),
+        _ => format!("warn,mailoauth={default},tokenlib={default},certs={default}"),
     };
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

@@ -11,9 +11,9 @@ use mailoauth_harness::{
 
 use crate::common::*;
 
-const MARKER: &str = "mailoauth-e2e-marker";
+pub const MARKER: &str = "mailoauth-e2e-marker";
 
-fn message() -> Vec<u8> {
+pub fn message() -> Vec<u8> {
     format!(
         "From: Bob <bob@example.test>\r\nTo: Alice <{ALICE}>\r\nSubject: {MARKER}\r\nDate: Sun, 29 Nov 2026 06:00:00 +0000\r\nMessage-ID: <e2e@example.test>\r\n\r\nHello through OAuth.\r\n"
     )
@@ -39,12 +39,12 @@ fn start(mechanisms: Mechanisms) -> (AuthServer, Dovecot, Env) {
 }
 
 /// A tmux server of our own (its socket in a temp dir), killed on drop.
-struct Tmux {
+pub struct Tmux {
     dir: TempDir,
 }
 
 impl Tmux {
-    fn new() -> Tmux {
+    pub fn new() -> Tmux {
         Tmux {
             dir: TempDir::new("mo-tmux").unwrap(),
         }
@@ -56,7 +56,7 @@ impl Tmux {
         c
     }
 
-    fn start(&self, shell_command: &str) {
+    pub fn start(&self, shell_command: &str) {
         let status = self
             .cmd()
             .args(["new-session", "-d", "-x", "160", "-y", "40", shell_command])
@@ -71,7 +71,7 @@ impl Tmux {
     }
 
     /// Waits until the screen shows `text`; returns the screen.
-    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+    pub fn wait_for(&self, text: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen();

@@ -2,6 +2,8 @@
 
 pub mod authorize;
 pub mod compat;
+pub mod passwd;
+pub mod serve;
 pub mod token;
 
 use crate::Cli;

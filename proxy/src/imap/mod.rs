@@ -3,4 +3,5 @@
 //! sockets and splices the two streams after login (`session`).
 
 pub mod server;
+pub mod session;
 pub mod upstream;

@@ -1,0 +1,81 @@
+//! One listening socket: the accept loop with a connection limit and backoff on accept errors
+//! (mini-redis's shape), handing each connection to its protocol's session driver.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{Shared, Shutdown};
+use crate::config::ListenerTls;
+
+/// The mail protocols the proxy serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "IMAP",
+        }
+    }
+}
+
+/// What a session needs to know about the listener it came from.
+pub struct ListenerContext {
+    pub protocol: Protocol,
+    pub tls: ListenerTls,
+    pub require_tls: bool,
+    /// The local TLS identity (implicit TLS or STARTTLS).
+    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Accepts connections until shutdown. At most `max` sessions run at once; the rest wait in the
+/// kernel's backlog (a slow login never blocks accepting the others).
+pub async fn accept_loop(
+    socket: TcpListener,
+    ctx: Arc<ListenerContext>,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    max: usize,
+) {
+    let limit = Arc::new(Semaphore::new(max.max(1)));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = shutdown.triggered() => return,
+        };
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = shutdown.triggered() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(10);
+                pair
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait, then try again.
+                tracing::warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let (ctx, shared, shutdown) = (ctx.clone(), shared.clone(), shutdown.clone());
+        let guard = shutdown.session();
+        tokio::spawn(async move {
+            match ctx.protocol {
+                Protocol::Imap => {
+                    crate::imap::session::run(stream, peer, ctx, shared, shutdown).await
+                }
+            }
+            drop(guard);
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,380 @@
+//! The tokio driver of one IMAP session: it owns the sockets and TLS, feeds the server core with
+//! the client's bytes until a login, checks the local password, gets a token, logs in upstream
+//! through the upstream core (one refresh-and-retry if the token is rejected), then splices.
+//! Every protocol decision lives in the cores; this file only moves bytes and waits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use tokenlib::RefreshError;
+use tokenlib::sasl::Mechanism;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::server::{Login, LoginFailure, ServerCore, ServerEvent, ServerOptions};
+use super::upstream::{UpstreamCore, UpstreamEvent, UpstreamFailure, UpstreamOptions};
+use crate::config::{ListenerTls, Upstream};
+use crate::credentials::Verdict;
+use crate::daemon::{AccountEntry, ListenerContext, Shared, Shutdown};
+use crate::splice::{Counters, splice};
+use crate::stream::Stream;
+
+/// The whole pre-auth phase (greeting to successful login) may take this long.
+const LOGIN_DEADLINE: Duration = Duration::from_secs(180);
+/// Connecting and logging in upstream may take this long per attempt.
+const UPSTREAM_DEADLINE: Duration = Duration::from_secs(30);
+/// A TLS handshake with the client may take this long.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How a session ended, for its log line.
+#[derive(Debug)]
+enum Outcome {
+    /// Logged in and spliced until a side closed.
+    Spliced {
+        counters: Counters,
+    },
+    /// The client left (or was sent away) before logging in.
+    NoLogin(&'static str),
+    Error(String),
+}
+
+/// What the session learned on the way, for its log line.
+#[derive(Default)]
+struct Facts {
+    account: Option<String>,
+    upstream: Option<String>,
+    mechanism: Option<Mechanism>,
+}
+
+/// Runs one client connection to its end and logs one line about it.
+pub async fn run(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ListenerContext>,
+    shared: Arc<Shared>,
+    shutdown: Shutdown,
+) {
+    let started = Instant::now();
+    let mut facts = Facts::default();
+    let outcome = match session(tcp, peer, &ctx, &shared, shutdown, &mut facts).await {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome::Error(e),
+    };
+    let ms = started.elapsed().as_millis() as u64;
+    let account = facts.account.as_deref().unwrap_or("-");
+    let upstream = facts.upstream.as_deref().unwrap_or("-");
+    let mechanism = facts.mechanism.map(|m| m.name()).unwrap_or("-");
+    match outcome {
+        Outcome::Spliced { counters } => tracing::info!(
+            %peer, account, upstream, mechanism, bytes_up = counters.up, bytes_down = counters.down, ms,
+            "IMAP session ended"
+        ),
+        Outcome::NoLogin(why) => {
+            tracing::info!(%peer, account, ms, "IMAP session ended without login: {why}")
+        }
+        Outcome::Error(e) => {
+            tracing::info!(%peer, account, upstream, ms, "IMAP session ended: {e}")
+        }
+    }
+}
+
+async fn session(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: &ListenerContext,
+    shared: &Shared,
+    mut shutdown: Shutdown,
+    facts: &mut Facts,
+) -> Result<Outcome, String> {
+    let mut client = Stream::tcp(tcp);
+    if ctx.tls == ListenerTls::Implicit {
+        client = accept_tls(client, ctx).await?;
+    }
+    let mut core = ServerCore::new(ServerOptions {
+        tls_active: client.is_tls(),
+        starttls: ctx.tls == ListenerTls::Starttls,
+        require_tls: ctx.require_tls,
+        limits: Default::default(),
+        name: "mailoauth".into(),
+    });
+    let deadline = tokio::time::Instant::now() + LOGIN_DEADLINE;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let event = core.next_event();
+        write_all(&mut client, &core.take_output()).await?;
+        match event {
+            None => {
+                let n = tokio::select! {
+                    r = tokio::time::timeout_at(deadline, client.read(&mut buf)) => match r {
+                        Err(_) => {
+                            let _ = client.write_all(b"* BYE Login took too long\r\n").await;
+                            return Ok(Outcome::NoLogin("login deadline passed"));
+                        }
+                        Ok(r) => r.map_err(|e| format!("client read failed: {e}"))?,
+                    },
+                    _ = shutdown.triggered() => {
+                        let _ = client.write_all(b"* BYE mailoauth is shutting down\r\n").await;
+                        return Ok(Outcome::NoLogin("shutdown"));
+                    }
+                };
+                if n == 0 {
+                    return Ok(Outcome::NoLogin("client closed"));
+                }
+                core.feed(&buf[..n]);
+            }
+            Some(ServerEvent::Close) => {
+                let _ = client.shutdown().await;
+                return Ok(Outcome::NoLogin(
+                    "closed by the protocol (LOGOUT or a limit)",
+                ));
+            }
+            Some(ServerEvent::StartTls) => {
+                client = accept_tls(client, ctx).await?;
+                core.tls_started();
+            }
+            Some(ServerEvent::Login(login)) => {
+                match login_upstream(&login, peer, shared, facts).await {
+                    Ok((mut upstream, to_client)) => {
+                        let leftover = core.into_leftover();
+                        let counters = splice(&mut client, &mut upstream, &to_client, &leftover)
+                            .await
+                            .map_err(|e| format!("splice ended with an error: {e}"))?;
+                        return Ok(Outcome::Spliced { counters });
+                    }
+                    Err(failure) => core.login_failed(failure),
+                }
+            }
+        }
+    }
+}
+
+async fn write_all(stream: &mut Stream, bytes: &[u8]) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    stream
+        .write_all(bytes)
+        .await
+        .map_err(|e| format!("client write failed: {e}"))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| format!("client write failed: {e}"))
+}
+
+async fn accept_tls(client: Stream, ctx: &ListenerContext) -> Result<Stream, String> {
+    let acceptor = ctx
+        .acceptor
+        .as_ref()
+        .ok_or("TLS requested on a listener without a certificate")?;
+    let tcp = client
+        .into_plain()
+        .map_err(|_| "TLS is already active".to_string())?;
+    let tls = timeout(HANDSHAKE_DEADLINE, acceptor.accept(tcp))
+        .await
+        .map_err(|_| "the client's TLS handshake timed out".to_string())?
+        .map_err(|e| format!("the client's TLS handshake failed: {e}"))?;
+    Ok(Stream::Server(Box::new(tls)))
+}
+
+/// Checks the local password, gets a token and logs in upstream. On success: the upstream
+/// stream and the bytes the client must get (the upstream's answer with the client's tag).
+async fn login_upstream(
+    login: &Login,
+    peer: SocketAddr,
+    shared: &Shared,
+    facts: &mut Facts,
+) -> Result<(Stream, Vec<u8>), LoginFailure> {
+    facts.account = Some(login.user.clone());
+    let ip = peer.ip();
+    let refuse = |delay: Duration| async move {
+        tokio::time::sleep(delay).await;
+        Err(LoginFailure::BadCredentials)
+    };
+    let Some(entry) = shared.accounts.get(&login.user) else {
+        tracing::info!(%peer, user = %login.user, "login for an account that is not configured");
+        return refuse(shared.credentials.failed(ip, &login.user)).await;
+    };
+    match shared
+        .credentials
+        .verify(&login.user, &login.password)
+        .await
+    {
+        Verdict::Correct => shared.credentials.succeeded(ip, &login.user),
+        Verdict::NotSet => {
+            tracing::warn!(account = %login.user, "no local password is set: run `mailoauth passwd {}`", login.user);
+            return refuse(shared.credentials.failed(ip, &login.user)).await;
+        }
+        Verdict::Wrong => {
+            tracing::info!(%peer, account = %login.user, "wrong local password");
+            return refuse(shared.credentials.failed(ip, &login.user)).await;
+        }
+    }
+    let Some(upstream) = entry.config.imap.clone() else {
+        return Err(LoginFailure::Unavailable(format!(
+            "account {} has no IMAP server configured",
+            login.user
+        )));
+    };
+    facts.upstream = Some(upstream.to_string());
+    let token = shared
+        .refresher
+        .access_token(&entry.account)
+        .await
+        .map_err(|e| token_failure(shared, &login.user, &e))?;
+    let outcome = timeout(
+        UPSTREAM_DEADLINE,
+        authenticate(login, entry, &upstream, shared, token, facts),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(LoginFailure::Unavailable(format!(
+            "{upstream} did not complete the login in time; try again later"
+        )))
+    });
+    if let Err(failure) = &outcome {
+        tracing::info!(%peer, account = %login.user, %upstream, "upstream login failed: {failure:?}");
+    }
+    outcome
+}
+
+/// Maps a token error to the answer the client gets.
+fn token_failure(shared: &Shared, account: &str, e: &RefreshError) -> LoginFailure {
+    match e {
+        RefreshError::NotAuthorized { .. } | RefreshError::NeedsReauthorization { .. } => {
+            LoginFailure::Reauthorize(format!(
+                "mailoauth needs the account authorized again: run {}",
+                shared.authorize_command(account)
+            ))
+        }
+        RefreshError::Unavailable { .. } => {
+            LoginFailure::Unavailable("the OAuth provider is not answering; try again later".into())
+        }
+        RefreshError::Provider { .. } | RefreshError::Store(_) => {
+            tracing::error!(account, "cannot get a token: {e}");
+            LoginFailure::Unavailable(
+                "mailoauth cannot get a token for this account; see its log".into(),
+            )
+        }
+    }
+}
+
+/// Connects upstream and runs the upstream core to the end: one token, and one refresh-and-retry
+/// if the server rejects it.
+async fn authenticate(
+    login: &Login,
+    entry: &AccountEntry,
+    upstream: &Upstream,
+    shared: &Shared,
+    mut token: SecretString,
+    facts: &mut Facts,
+) -> Result<(Stream, Vec<u8>), LoginFailure> {
+    let unavailable =
+        |what: String| LoginFailure::Unavailable(format!("{upstream}: {what}; try again later"));
+    let tcp = TcpStream::connect((upstream.host.as_str(), upstream.port))
+        .await
+        .map_err(|e| unavailable(format!("cannot connect ({e})")))?;
+    let mut server = Stream::tcp(tcp);
+    if upstream.implicit_tls {
+        server = connect_tls(server, upstream, entry)
+            .await
+            .map_err(unavailable)?;
+    }
+    let user = crate::accounts::upstream_user(&login.user, &entry.config);
+    let mut core = UpstreamCore::new(UpstreamOptions {
+        implicit_tls: upstream.implicit_tls,
+        host: upstream.host.clone(),
+        port: upstream.port,
+        user: user.to_string(),
+        tag: login.tag.clone(),
+    });
+    let mut retried = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let event = core.next_event();
+        let out = core.take_output();
+        if !out.is_empty() {
+            server
+                .write_all(&out)
+                .await
+                .map_err(|e| unavailable(format!("write failed ({e})")))?;
+            server
+                .flush()
+                .await
+                .map_err(|e| unavailable(format!("write failed ({e})")))?;
+        }
+        match event {
+            None => {
+                let n = server
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| unavailable(format!("read failed ({e})")))?;
+                if n == 0 {
+                    core.eof();
+                } else {
+                    core.feed(&buf[..n]);
+                }
+            }
+            Some(UpstreamEvent::StartTls) => {
+                server = connect_tls(server, upstream, entry)
+                    .await
+                    .map_err(unavailable)?;
+                core.tls_started();
+            }
+            Some(UpstreamEvent::NeedToken { mechanism }) => {
+                facts.mechanism = Some(mechanism);
+                core.authenticate(&token);
+            }
+            Some(UpstreamEvent::Authenticated) => {
+                facts.mechanism = core.mechanism();
+                return Ok((server, core.into_client_bytes()));
+            }
+            Some(UpstreamEvent::Rejected { status, text }) if !retried => {
+                tracing::info!(account = %login.user, status = ?status, "upstream rejected the token ({text}); refreshing once");
+                retried = true;
+                token = shared
+                    .refresher
+                    .after_rejection(&entry.account, &token)
+                    .await
+                    .map_err(|e| token_failure(shared, &login.user, &e))?;
+                core.authenticate(&token);
+            }
+            Some(UpstreamEvent::Rejected { status, text }) => {
+                tracing::warn!(account = %login.user, status = ?status, "upstream rejected a fresh token too: {text}");
+                return Err(LoginFailure::UpstreamRejected(format!(
+                    "{upstream} rejected the OAuth token ({text}); check the account's scopes and that it may use IMAP, or run {}",
+                    shared.authorize_command(&login.user)
+                )));
+            }
+            Some(UpstreamEvent::Failed(failure)) => {
+                return Err(match failure {
+                    UpstreamFailure::NoStartTls => LoginFailure::Unavailable(format!(
+                        "{upstream} offers no STARTTLS; mailoauth never sends a token unencrypted"
+                    )),
+                    other => unavailable(other.to_string()),
+                });
+            }
+        }
+    }
+}
+
+async fn connect_tls(
+    server: Stream,
+    upstream: &Upstream,
+    entry: &AccountEntry,
+) -> Result<Stream, String> {
+    let name = rustls::pki_types::ServerName::try_from(upstream.host.clone())
+        .map_err(|_| format!("{:?} is not a valid server name", upstream.host))?;
+    let tcp = server
+        .into_plain()
+        .map_err(|_| "TLS is already active".to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(entry.upstream_tls.clone());
+    let tls = timeout(HANDSHAKE_DEADLINE, connector.connect(name, tcp))
+        .await
+        .map_err(|_| "the TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS failed ({e})"))?;
+    Ok(Stream::Client(Box::new(tls)))
+}

@@ -1,0 +1,204 @@
+//! The proxy against the real, OAuth-only Dovecot: every TLS combination, both mechanisms,
+//! APPEND/FETCH byte-identical, token expiry and revocation, wrong passwords, shutdown.
+
+use std::time::Duration;
+
+use base64::Engine;
+use mailoauth_harness::{
+    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Failure, Mechanisms, Services,
+};
+
+use super::*;
+
+fn dovecot(server: &AuthServer, mechanisms: Mechanisms) -> Dovecot {
+    Dovecot::start(
+        DovecotOptions::new(server)
+            .mechanisms(mechanisms)
+            .services(Services::IMAP),
+    )
+    .expect("the harness Dovecot starts (tests/run installs it; run as root)")
+}
+
+fn imaps(d: &Dovecot) -> String {
+    format!("imaps://127.0.0.1:{}", d.imaps_port())
+}
+
+fn assert_ok(line: &str, tag: &str) {
+    assert!(
+        line.starts_with(&format!("{tag} OK")),
+        "expected {tag} OK, got {line:?}"
+    );
+}
+
+#[test]
+fn login_select_logout_through_every_tls_combination() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    for upstream in [imaps(&d), format!("imap://127.0.0.1:{}", d.imap_port())] {
+        for local in [Local::Plain, Local::StartTls, Local::Implicit] {
+            let proxy = Proxy::start(&server, &upstream, Some(d.ca_pem_path()), local, "");
+            let mut c = proxy.client();
+            let ok = login(&mut c, LOCAL_PASSWORD);
+            assert_ok(&ok, "a1");
+            // Dovecot's own tagged OK, with the client's tag, reaches the client untouched.
+            assert!(
+                ok.contains("[CAPABILITY IMAP4rev1"),
+                "{ok} ({upstream}, {local:?})\n{}",
+                proxy.log()
+            );
+            c.send_line("a2 SELECT INBOX").unwrap();
+            assert_ok(c.read_tagged("a2").unwrap().last().unwrap(), "a2");
+            c.send_line("a3 LOGOUT").unwrap();
+            let bye = c.read_tagged("a3").unwrap();
+            assert!(bye.iter().any(|l| l.starts_with("* BYE")), "{bye:?}");
+        }
+    }
+    assert!(
+        server.introspections() >= 6,
+        "Dovecot validated the proxy's tokens"
+    );
+}
+
+#[test]
+fn authenticate_plain_and_xoauth2_only_upstream() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::XOAuth2Only);
+    let proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{ALICE}\0{LOCAL_PASSWORD}"));
+    // With SASL-IR.
+    let mut c = proxy.client();
+    c.send_line(&format!("x1 AUTHENTICATE PLAIN {plain}"))
+        .unwrap();
+    assert_ok(c.read_tagged("x1").unwrap().last().unwrap(), "x1");
+    // Without: the proxy asks with "+ ".
+    let mut c = proxy.client();
+    c.send_line("x2 authenticate plain").unwrap();
+    let cont = c.read_line().unwrap();
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send_line(&plain).unwrap();
+    assert_ok(c.read_tagged("x2").unwrap().last().unwrap(), "x2");
+    assert!(
+        proxy.log().contains("XOAUTH2"),
+        "the session log names the mechanism:\n{}",
+        proxy.log()
+    );
+}
+
+#[test]
+fn append_then_fetch_byte_identical_and_pipelining() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    let mut c = proxy.client();
+    // LOGIN, SELECT and NOOP pipelined in one write: the two after the login go upstream after it.
+    c.send(
+        format!("a1 LOGIN {ALICE} \"{LOCAL_PASSWORD}\"\r\na2 SELECT INBOX\r\na3 NOOP\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_ok(c.read_tagged("a1").unwrap().last().unwrap(), "a1");
+    assert_ok(c.read_tagged("a2").unwrap().last().unwrap(), "a2");
+    assert_ok(c.read_tagged("a3").unwrap().last().unwrap(), "a3");
+    // 8-bit bytes, a lone "." line, long lines: bytes must survive both ways untouched.
+    let mut message = b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+    message.extend_from_slice("Grüße, 日本語\r\n.\r\n".as_bytes());
+    for i in 0..20_000 {
+        message.extend_from_slice(format!("line {i:06} {}\r\n", "x".repeat(60)).as_bytes());
+    }
+    c.send(format!("a4 APPEND INBOX {{{}}}\r\n", message.len()).as_bytes())
+        .unwrap();
+    let cont = c.read_line().unwrap();
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send(&message).unwrap();
+    c.send(b"\r\n").unwrap();
+    assert_ok(c.read_tagged("a4").unwrap().last().unwrap(), "a4");
+    c.send_line("a5 FETCH 1 BODY.PEEK[]").unwrap();
+    let header = c.read_line().unwrap();
+    let size: usize = header
+        .rsplit('{')
+        .next()
+        .unwrap()
+        .trim_end_matches('}')
+        .parse()
+        .unwrap_or_else(|_| panic!("{header}"));
+    let fetched = c.read_exact(size).unwrap();
+    assert!(fetched == message, "FETCH returns exactly what APPEND sent");
+    assert_ok(c.read_tagged("a5").unwrap().last().unwrap(), "a5");
+    // Dovecot's Maildir stores LF line ends; the rest is what the client sent.
+    let stored = d.mailbox_messages(ALICE).last().unwrap().clone();
+    let lf = String::from_utf8(message.clone())
+        .unwrap()
+        .replace("\r\n", "\n")
+        .into_bytes();
+    assert!(stored == lf, "Dovecot stored what the client sent");
+}
+
+#[test]
+fn wrong_local_password_never_touches_the_tokens() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    let record = proxy.env.tokens_dir().join(format!("{ALICE}.sealed"));
+    let before = read(&record);
+    let introspections = server.introspections();
+    let mut c = proxy.client();
+    let no = login(&mut c, "not the password");
+    assert!(no.starts_with("a1 NO [AUTHENTICATIONFAILED]"), "{no}");
+    // Unknown users get the very same answer.
+    c.send_line("a2 LOGIN nobody@example.test secret").unwrap();
+    let no2 = c.read_tagged("a2").unwrap().last().unwrap().clone();
+    assert_eq!(no2.replace("a2", "a1"), no);
+    assert_eq!(read(&record), before, "the token record is untouched");
+    assert_eq!(
+        server.introspections(),
+        introspections,
+        "nothing went upstream"
+    );
+    // The right password still works on the same connection.
+    c.send_line(&format!("a3 LOGIN {ALICE} \"{LOCAL_PASSWORD}\""))
+        .unwrap();
+    assert_ok(c.read_tagged("a3").unwrap().last().unwrap(), "a3");
+}
+
+#[test]
+fn rejected_token_is_refreshed_once_and_revoked_grant_asks_for_authorization() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    assert_ok(&login(&mut proxy.client(), LOCAL_PASSWORD), "a1");
+    let refreshes = server.refresh_requests();
+
+    // The token expires mid-test (Dovecot now refuses it, though it looked fresh): one refresh,
+    // one retry, and the client never notices.
+    server.expire_access_tokens();
+    assert_ok(&login(&mut proxy.client(), LOCAL_PASSWORD), "a1");
+    assert_eq!(server.refresh_requests(), refreshes + 1);
+
+    // The provider is down and the token is refused: "try later", not "wrong password".
+    server.expire_access_tokens();
+    server.fail_next_token_requests(1, Failure::Status(503));
+    let no = login(&mut proxy.client(), LOCAL_PASSWORD);
+    assert!(no.starts_with("a1 NO [UNAVAILABLE]"), "{no}");
+
+    // The grant is revoked: the answer says to re-authorize, with the command.
+    server.revoke_user(ALICE);
+    let no = login(&mut proxy.client(), LOCAL_PASSWORD);
+    assert!(no.starts_with("a1 NO [AUTHORIZATIONFAILED]"), "{no}");
+    assert!(no.contains(&format!("authorize {ALICE}")), "{no}");
+}
+
+#[test]
+fn sigterm_stops_the_proxy() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let mut proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    let mut idle = proxy.client();
+    idle.set_timeout(Duration::from_secs(20)).unwrap();
+    let status = proxy.stop().expect("the proxy was running");
+    assert!(status.success(), "{status}\n{}", proxy.log());
+    // A client still before login was told goodbye and disconnected.
+    let bye = idle.read_line().unwrap_or_default();
+    assert!(bye.starts_with("* BYE") || bye.is_empty(), "{bye}");
+    assert!(proxy.log().contains("shutting down"), "{}", proxy.log());
+}
