@@ -28,6 +28,7 @@ pub mod browser;
 pub mod curl;
 pub mod dovecot;
 pub mod error;
+pub mod fakeimap;
 pub mod lineclient;
 pub mod smtpsink;
 pub mod testca;
@@ -39,6 +40,7 @@ pub use authserver::{
 pub use curl::{Curl, CurlOutput};
 pub use dovecot::{Dovecot, DovecotOptions, Mechanisms, Services};
 pub use error::HarnessError;
+pub use fakeimap::{AuthAnswer, FakeImap, FakeImapOptions, FakeTls};
 pub use lineclient::LineClient;
 pub use smtpsink::{ReceivedMessage, SmtpSink};
 pub use testca::TestCa;
