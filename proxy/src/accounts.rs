@@ -80,6 +80,7 @@ pub fn sealer(kind: &StoreKind) -> Arc<dyn Sealer> {
         }),
         StoreKind::Keyring => Arc::new(KeyringSealer::default()),
         StoreKind::Plaintext => Arc::new(Plaintext),
+        StoreKind::Password => Arc::new(tokenlib::store::password::PasswordSealer::new()),
     }
 }
 

@@ -116,6 +116,9 @@ pub enum StoreKind {
     },
     Keyring,
     Plaintext,
+    /// Each account's record is encrypted with a key derived from its local password; the
+    /// tokens unlock when the account first logs in to the proxy.
+    Password,
 }
 
 impl Default for StoreConfig {
@@ -147,6 +150,7 @@ enum RawStoreKind {
     Command,
     Keyring,
     Plaintext,
+    Password,
 }
 
 impl TryFrom<RawStore> for StoreConfig {
@@ -170,6 +174,7 @@ impl TryFrom<RawStore> for StoreConfig {
                 }
                 match other {
                     RawStoreKind::Keyring => StoreKind::Keyring,
+                    RawStoreKind::Password => StoreKind::Password,
                     _ => StoreKind::Plaintext,
                 }
             }

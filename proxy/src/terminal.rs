@@ -112,3 +112,22 @@ impl Prompter for TerminalPrompter {
         eprintln!("{message}");
     }
 }
+
+/// Reads a password: from the terminal without echo when stdin is one, else one line of stdin
+/// (for scripts). The line ending is not part of the password.
+pub fn read_password(prompt: &str) -> std::io::Result<secrecy::SecretString> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt).map(secrecy::SecretString::from);
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    let n = std::io::stdin().lock().read_line(&mut line)?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "standard input ended before the password",
+        ));
+    }
+    Ok(secrecy::SecretString::from(
+        line.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}

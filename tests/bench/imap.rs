@@ -65,8 +65,8 @@ impl Client {
     fn tagged(&mut self, tag: &str) -> String {
         loop {
             let l = self.line();
-            if l.starts_with(tag) {
-                assert!(l[tag.len()..].starts_with(" OK"), "{l}");
+            if let Some(rest) = l.strip_prefix(tag) {
+                assert!(rest.starts_with(" OK"), "{l}");
                 return l;
             }
         }

@@ -48,6 +48,9 @@ pub fn run(
     store
         .check_ready()
         .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
+    if store.needs_password() {
+        unlock_with_local_password(&paths, &store, name)?;
+    }
     let refresher = Refresher::new(store);
     let options = FlowOptions {
         open_browser: !no_browser,
@@ -116,4 +119,37 @@ pub fn flow_failure(e: &FlowError, retry: &str) -> Failure {
         FlowError::Config(_) => Failure::new(CONFIGURATION, e.to_string()),
         FlowError::Io { .. } => Failure::new(ERROR, e.to_string()),
     }
+}
+
+/// The password store seals the new tokens with the account's local password: ask for it,
+/// verify it, and derive the key.
+fn unlock_with_local_password(
+    paths: &crate::config::Paths,
+    store: &tokenlib::Store,
+    name: &str,
+) -> Result<(), Failure> {
+    let credentials = crate::credentials::Credentials::new(paths.state_dir.join("passwords"));
+    if !credentials.is_set(name) {
+        return Err(Failure::new(
+            CONFIGURATION,
+            format!(
+                "[store] kind = \"password\" seals the tokens with the local password, and {name} has none yet: run mailoauth passwd {name} first"
+            ),
+        ));
+    }
+    let password = crate::terminal::read_password(&format!(
+        "Local password of {name} (it seals the tokens): "
+    ))
+    .map_err(|e| Failure::new(ERROR, format!("cannot read the password: {e}")))?;
+    if runtime()?.block_on(credentials.verify(name, &password))
+        != crate::credentials::Verdict::Correct
+    {
+        return Err(Failure::new(
+            crate::exit::USAGE,
+            "that is not the local password of this account",
+        ));
+    }
+    store
+        .unlock_for_new_record(name, &password)
+        .map_err(|e| Failure::new(ERROR, e.to_string()))
 }

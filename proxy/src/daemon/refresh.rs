@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokenlib::RefreshError;
+use tokenlib::{RefreshError, StoreError};
 
 use super::{Shared, Shutdown};
 
@@ -16,9 +16,11 @@ pub async fn keep_fresh(shared: Arc<Shared>, mut shutdown: Shutdown) {
         for entry in shared.accounts.values() {
             match shared.refresher.access_token(&entry.account).await {
                 Ok(_) => {}
-                // Not authorized yet, or waiting for the user to re-authorize: nothing to do.
+                // Not authorized yet, waiting for the user to re-authorize, or sealed with a local
+                // password nobody has given this process yet: nothing to do.
                 Err(RefreshError::NotAuthorized { .. })
-                | Err(RefreshError::NeedsReauthorization { .. }) => {}
+                | Err(RefreshError::NeedsReauthorization { .. })
+                | Err(RefreshError::Store(StoreError::Locked { .. })) => {}
                 Err(e) => {
                     tracing::warn!(account = %entry.account.name, "background refresh failed: {e}")
                 }

@@ -213,6 +213,7 @@ async fn login_upstream(
             return refuse(shared.credentials.failed(ip, &login.user)).await;
         }
     }
+    unlock(shared, &login.user, &login.password).await?;
     let Some(upstream) = entry.config.imap.clone() else {
         return Err(LoginFailure::Unavailable(format!(
             "account {} has no IMAP server configured",
@@ -239,6 +240,37 @@ async fn login_upstream(
         tracing::info!(%peer, account = %login.user, %upstream, "upstream login failed: {failure:?}");
     }
     outcome
+}
+
+/// With the password store, the (verified) local password unlocks the account's tokens; the
+/// derivation runs once per process and account. Other stores need nothing.
+async fn unlock(
+    shared: &Shared,
+    account: &str,
+    password: &SecretString,
+) -> Result<(), LoginFailure> {
+    let store = shared.refresher.store().clone();
+    if !store.needs_password() {
+        return Ok(());
+    }
+    let (name, password) = (account.to_string(), password.clone());
+    let unlocked = tokio::task::spawn_blocking(move || store.unlock(&name, &password)).await;
+    match unlocked {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                account,
+                "cannot unlock the account's tokens with its local password: {e}"
+            );
+            Err(LoginFailure::Reauthorize(format!(
+                "the tokens were sealed with another local password; run {}",
+                shared.authorize_command(account)
+            )))
+        }
+        Err(_) => Err(LoginFailure::Unavailable(
+            "internal error while unlocking the tokens".into(),
+        )),
+    }
 }
 
 /// Maps a token error to the answer the client gets.

@@ -202,3 +202,70 @@ fn sigterm_stops_the_proxy() {
     assert!(bye.starts_with("* BYE") || bye.is_empty(), "{bye}");
     assert!(proxy.log().contains("shutting down"), "{}", proxy.log());
 }
+
+#[test]
+fn password_store_unlocks_with_the_first_login_and_follows_a_password_change() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let (env, port) = Proxy::configure(
+        &server,
+        &imaps(&d),
+        Some(d.ca_pem_path()),
+        Local::Plain,
+        "",
+        "[store]\nkind = \"password\"\n",
+    );
+    // Authorizing before a local password exists is refused with the next step.
+    let out = env.run(&["authorize", ALICE, "--no-browser"]);
+    assert_eq!(out.code(), 5, "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().contains("mailoauth passwd"),
+        "{}",
+        out.stderr_text()
+    );
+    set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
+    // authorize asks for the local password (it seals the tokens), then runs the flow.
+    let mut run = env.spawn(&["authorize", ALICE, "--no-browser"]);
+    run.send_line(LOCAL_PASSWORD);
+    let url = run.wait_for_line(|l| l.starts_with("http"), Duration::from_secs(20));
+    mailoauth_harness::browser::get(&mailoauth_harness::browser::authorize(&url).unwrap()).unwrap();
+    let out = run.finish(Duration::from_secs(20));
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let record = env.tokens_dir().join(format!("{ALICE}.pwsealed"));
+    assert!(read(&record).starts_with(b"MAILOAUTH-PW1\n"));
+    // Outside the proxy nobody has the password: the tokens stay locked.
+    let out = env.run(&["token", ALICE]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stdout.is_empty());
+    assert!(
+        out.stderr_text().contains("locked"),
+        "{}",
+        out.stderr_text()
+    );
+
+    let mut proxy = Proxy::launch(env, port, Local::Plain);
+    let before = read(&record);
+    assert!(
+        login(&mut proxy.client(), "wrong password").starts_with("a1 NO [AUTHENTICATIONFAILED]")
+    );
+    assert_eq!(
+        read(&record),
+        before,
+        "a wrong password never touches the tokens"
+    );
+    assert_ok(&login(&mut proxy.client(), LOCAL_PASSWORD), "a1");
+
+    // A restart: the first login unlocks the sealed tokens again.
+    proxy.stop();
+    proxy.spawn();
+    assert_ok(&login(&mut proxy.client(), LOCAL_PASSWORD), "a1");
+
+    // A password change re-seals the tokens; the running proxy follows it.
+    set_password(
+        &proxy.env,
+        &format!("{LOCAL_PASSWORD}\nnew local password\n"),
+    );
+    assert_ne!(read(&record), before);
+    assert!(login(&mut proxy.client(), LOCAL_PASSWORD).starts_with("a1 NO [AUTHENTICATIONFAILED]"));
+    assert_ok(&login(&mut proxy.client(), "new local password"), "a1");
+}

@@ -51,6 +51,22 @@ impl Proxy {
         local: Local,
         extra: &str,
     ) -> Proxy {
+        let (env, port) = Proxy::configure(server, upstream, ca, local, extra, BASE64_STORE);
+        env.authorize_loopback(ALICE);
+        set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
+        Proxy::launch(env, port, local)
+    }
+
+    /// Writes a configuration with `store`, a listener and ALICE's account; returns the
+    /// environment and the listener's port.
+    pub fn configure(
+        server: &AuthServer,
+        upstream: &str,
+        ca: Option<&std::path::Path>,
+        local: Local,
+        extra: &str,
+        store: &str,
+    ) -> (Env, u16) {
         let port = free_port();
         let tls = match local {
             Local::Plain => "none",
@@ -67,31 +83,13 @@ impl Proxy {
         );
         let env = Env::new();
         env.write_config(&format!(
-            "{BASE64_STORE}[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\n\n{account}"
+            "{store}[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\n\n{account}"
         ));
-        env.authorize_loopback(ALICE);
-        let mut passwd = env
-            .cmd()
-            .args(["passwd", ALICE])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            passwd
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{LOCAL_PASSWORD}\n").as_bytes())
-                .unwrap();
-        }
-        let out = passwd.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "passwd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        (env, port)
+    }
+
+    /// Starts `mailoauth serve` for a configured environment.
+    pub fn launch(env: Env, port: u16, local: Local) -> Proxy {
         let mut proxy = Proxy {
             env,
             port,
@@ -195,6 +193,33 @@ impl Drop for Proxy {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `mailoauth passwd ALICE` with `input` on stdin; returns its output.
+pub fn set_password(env: &Env, input: &str) -> std::process::Output {
+    let mut passwd = env
+        .cmd()
+        .args(["passwd", ALICE])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        passwd
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let out = passwd.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "passwd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Logs in with LOGIN and returns the tagged answer line.

@@ -100,7 +100,7 @@ impl Sealer for KeyringSealer {
     fn extension(&self) -> &'static str {
         "age"
     }
-    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn seal(&self, _account: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         let identity = self.identity(true)?;
         age::encrypt(&identity.to_public(), plaintext).map_err(|e| StoreError::Seal {
             kind: "keyring",
@@ -110,7 +110,7 @@ impl Sealer for KeyringSealer {
     fn ready(&self) -> Result<(), StoreError> {
         self.identity(true).map(|_| ())
     }
-    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    fn open(&self, _account: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let identity = self.identity(false)?;
         age::decrypt(identity.as_ref(), sealed)
             .map(Zeroizing::new)

@@ -9,6 +9,7 @@
 mod fsutil;
 pub mod keyring;
 pub mod mutt;
+pub mod password;
 pub mod sealer;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,10 @@ pub enum StoreError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("the {kind} sealer failed: {detail}")]
     Seal { kind: &'static str, detail: String },
+    #[error(
+        "the tokens of {account} are sealed with its local password and are locked in this process: log in through the proxy once (or give the password) to unlock them"
+    )]
+    Locked { account: String },
     #[error("{} is damaged ({detail}); delete it and authorize the account again", path.display())]
     Corrupt { path: PathBuf, detail: String },
     #[error("{} was written by the {found} sealer but [store] kind is {configured}; set kind back to {found:?}, or authorize the account again", path.display())]
@@ -176,6 +181,43 @@ impl Store {
         self.sealer.kind()
     }
 
+    /// True when the store's records open only after [`Store::unlock`].
+    pub fn needs_password(&self) -> bool {
+        self.sealer.needs_password()
+    }
+
+    /// Unlocks `account` with its verified local password (password sealer; a no-op otherwise).
+    pub fn unlock(
+        &self,
+        account: &str,
+        password: &secrecy::SecretString,
+    ) -> Result<(), StoreError> {
+        if !self.sealer.needs_password() {
+            return Ok(());
+        }
+        let path = self.record_path(account);
+        let existing = match fsutil::read_private(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(fsutil::ReadPrivateError::Missing) => None,
+            Err(fsutil::ReadPrivateError::Exposed(mode)) => {
+                return Err(StoreError::Exposed { path, mode });
+            }
+            Err(fsutil::ReadPrivateError::Io(e)) => return Err(Self::io("read", &path)(e)),
+        };
+        self.sealer
+            .unlock(account, password, existing.as_deref().map(|v| v.as_slice()))
+    }
+
+    /// Unlocks `account` for a record that will be written anew (authorization, password change),
+    /// whatever its current record was sealed with.
+    pub fn unlock_for_new_record(
+        &self,
+        account: &str,
+        password: &secrecy::SecretString,
+    ) -> Result<(), StoreError> {
+        self.sealer.unlock(account, password, None)
+    }
+
     /// Checks the sealer can work (see [`Sealer::ready`]) and the directory can be created.
     pub fn check_ready(&self) -> Result<(), StoreError> {
         ensure_private_dir(&self.dir).map_err(Self::io("create", &self.dir))?;
@@ -236,7 +278,7 @@ impl Store {
             }
             Err(fsutil::ReadPrivateError::Io(e)) => return Err(Self::io("read", &path)(e)),
         };
-        let plain = self.sealer.open(&sealed)?;
+        let plain = self.sealer.open(account, &sealed)?;
         if let RecordFormat::MuttOauth2 { .. } = &self.format {
             return mutt::decode(&plain).map_err(|detail| StoreError::Corrupt { path, detail });
         }
@@ -291,7 +333,7 @@ impl Store {
             RecordFormat::MuttOauth2 { defaults } => {
                 // Keep the file's other fields: read what is there (under the lock) and update it.
                 let existing = match fsutil::read_private(&path) {
-                    Ok(sealed) => Some(self.sealer.open(&sealed)?),
+                    Ok(sealed) => Some(self.sealer.open(account, &sealed)?),
                     Err(fsutil::ReadPrivateError::Missing) => None,
                     Err(fsutil::ReadPrivateError::Exposed(mode)) => {
                         return Err(StoreError::Exposed { path, mode });
@@ -306,7 +348,7 @@ impl Store {
                 )?
             }
         };
-        let sealed = self.sealer.seal(&plain)?;
+        let sealed = self.sealer.seal(account, &plain)?;
         fsutil::remove_stale_temps(&path);
         fsutil::write_atomic(&path, &sealed).map_err(Self::io("write", &path))
     }

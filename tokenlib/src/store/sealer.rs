@@ -16,11 +16,26 @@ pub trait Sealer: Send + Sync {
     /// The record file's extension; distinct per sealer so that switching sealers never feeds a
     /// record to the wrong decryption.
     fn extension(&self) -> &'static str;
-    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, StoreError>;
-    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError>;
+    /// Seals `account`'s record (only the password sealer's keys depend on the account).
+    fn seal(&self, account: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError>;
+    fn open(&self, account: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError>;
     /// Checks that sealing can work before a user spends a minute in a browser: the keyring is
     /// reachable, the encrypt command exists.
     fn ready(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// True when records can only be opened after [`Sealer::unlock`] with a local password.
+    fn needs_password(&self) -> bool {
+        false
+    }
+    /// Unlocks `account` with its (already verified) local password; `existing` is its current
+    /// sealed record, if any. A no-op for sealers that need no password.
+    fn unlock(
+        &self,
+        _account: &str,
+        _password: &secrecy::SecretString,
+        _existing: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -35,10 +50,10 @@ impl Sealer for Plaintext {
     fn extension(&self) -> &'static str {
         "json"
     }
-    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn seal(&self, _account: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         Ok(plaintext.to_vec())
     }
-    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    fn open(&self, _account: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         Ok(Zeroizing::new(sealed.to_vec()))
     }
 }
@@ -56,7 +71,7 @@ impl Sealer for CommandPipe {
     fn extension(&self) -> &'static str {
         "sealed"
     }
-    fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn seal(&self, _account: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         let out = run_pipe("encrypt", &self.encrypt, plaintext)?;
         if out.is_empty() {
             return Err(StoreError::Seal {
@@ -66,12 +81,12 @@ impl Sealer for CommandPipe {
         }
         Ok(out.to_vec())
     }
-    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    fn open(&self, _account: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         run_pipe("decrypt", &self.decrypt, sealed)
     }
     fn ready(&self) -> Result<(), StoreError> {
         // A trial encryption of nothing secret proves the program runs and has its key.
-        self.seal(b"{}").map(|_| ())
+        self.seal("", b"{}").map(|_| ())
     }
 }
 
@@ -148,16 +163,16 @@ mod tests {
         // rev reverses each line: a real transformation, so a sealer that forgot to run the
         // command would fail this test.
         let p = pipe(&["rev"], &["rev"]);
-        let sealed = p.seal(b"{\"a\":1}\n").unwrap();
+        let sealed = p.seal("a", b"{\"a\":1}\n").unwrap();
         assert_eq!(sealed, b"}1:\"a\"{\n");
-        assert_eq!(&*p.open(&sealed).unwrap(), b"{\"a\":1}\n");
+        assert_eq!(&*p.open("a", &sealed).unwrap(), b"{\"a\":1}\n");
     }
 
     #[test]
     fn large_inputs_do_not_deadlock() {
         let p = pipe(&["cat"], &["cat"]);
         let big = vec![b'x'; 4 << 20];
-        assert_eq!(p.seal(&big).unwrap().len(), big.len());
+        assert_eq!(p.seal("a", &big).unwrap().len(), big.len());
     }
 
     #[test]
@@ -170,16 +185,16 @@ mod tests {
             ],
             &["false"],
         );
-        let err = p.seal(b"SECRET-INPUT").unwrap_err().to_string();
+        let err = p.seal("a", b"SECRET-INPUT").unwrap_err().to_string();
         assert!(err.contains("no secret key"), "{err}");
         assert!(!err.contains("SECRET-INPUT"), "{err}");
         let err = pipe(&["/nonexistent/gpg"], &["x"])
-            .seal(b"")
+            .seal("a", b"")
             .unwrap_err()
             .to_string();
         assert!(err.contains("could not run"), "{err}");
         let err = pipe(&["true"], &["x"])
-            .seal(b"abc")
+            .seal("a", b"abc")
             .unwrap_err()
             .to_string();
         assert!(err.contains("printed nothing"), "{err}");
