@@ -411,7 +411,7 @@ fn read_token_file(
         }
     };
     let plain = sealer
-        .open(&sealed)
+        .open("", &sealed)
         .map_err(|e| Failure::new(ERROR, format!("cannot decrypt {}: {e}", file.display())))?;
     let fields = match serde_json::from_slice::<Value>(&plain) {
         Ok(Value::Object(map)) => map,
