@@ -3,6 +3,7 @@
 
 mod clients;
 mod dovecot;
+mod fakes;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
