@@ -269,3 +269,47 @@ fn password_store_unlocks_with_the_first_login_and_follows_a_password_change() {
     assert!(login(&mut proxy.client(), LOCAL_PASSWORD).starts_with("a1 NO [AUTHENTICATIONFAILED]"));
     assert_ok(&login(&mut proxy.client(), "new local password"), "a1");
 }
+
+#[test]
+fn listens_on_ipv4_and_ipv6_loopback() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let v6 = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (env, port) = Proxy::configure(
+        &server,
+        &imaps(&d),
+        Some(d.ca_pem_path()),
+        Local::Plain,
+        "",
+        BASE64_STORE,
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("listen = [\"127.0.0.1:{port}\", \"[::1]:{v6}\"]"),
+    );
+    env.write_config(&text);
+    env.authorize_loopback(ALICE);
+    set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
+    let proxy = Proxy::launch(env, port, Local::Plain);
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("::1", v6)).expect("the proxy listens on [::1]");
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("* OK"), "{line}");
+    (&stream)
+        .write_all(format!("a1 LOGIN {ALICE} \"{LOCAL_PASSWORD}\"\r\n").as_bytes())
+        .unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line.starts_with("a1 ") {
+            break;
+        }
+    }
+    assert!(line.starts_with("a1 OK"), "{line}\n{}", proxy.log());
+}

@@ -46,6 +46,18 @@ fn gmail_challenge_is_answered_refreshed_and_retried_once() {
     );
     let tokens = fake.tokens_seen();
     assert_ne!(tokens[0], tokens[1], "the retry used a new token");
+    // The proxy logs at debug level here: still no password, token or SASL string.
+    let log = proxy.log();
+    assert!(
+        log.contains("IMAP") || log.contains("listening"),
+        "the log is captured: {log}"
+    );
+    for secret in [LOCAL_PASSWORD, &tokens[0], &tokens[1]] {
+        assert!(
+            !log.contains(&secret[..16]),
+            "a secret appears in the proxy log:\n{log}"
+        );
+    }
     c.send_line("a2 NOOP").unwrap();
     assert!(
         c.read_tagged("a2")
