@@ -313,3 +313,59 @@ fn listens_on_ipv4_and_ipv6_loopback() {
     }
     assert!(line.starts_with("a1 OK"), "{line}\n{}", proxy.log());
 }
+
+#[test]
+fn require_tls_refuses_plain_logins_until_starttls() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let (env, port) = Proxy::configure(
+        &server,
+        &imaps(&d),
+        Some(d.ca_pem_path()),
+        Local::StartTls,
+        "",
+        BASE64_STORE,
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "tls = \"starttls\"",
+        "tls = \"starttls\"\nrequire_tls = true",
+    );
+    env.write_config(&text);
+    env.authorize_loopback(ALICE);
+    set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
+    let proxy = Proxy::launch(env, port, Local::Plain);
+    let mut c = proxy.client();
+    c.send_line("c1 CAPABILITY").unwrap();
+    let caps = c.read_tagged("c1").unwrap().join("\n");
+    assert!(
+        caps.contains("LOGINDISABLED") && caps.contains("STARTTLS") && !caps.contains("AUTH=PLAIN"),
+        "{caps}"
+    );
+    let no = login(&mut c, LOCAL_PASSWORD);
+    assert!(no.starts_with("a1 NO [PRIVACYREQUIRED]"), "{no}");
+    c.send_line("s1 STARTTLS").unwrap();
+    assert_ok(c.read_tagged("s1").unwrap().last().unwrap(), "s1");
+    let mut c = c.starttls(&proxy.local_cert()).unwrap();
+    assert_ok(&login(&mut c, LOCAL_PASSWORD), "a1");
+}
+
+#[test]
+fn idle_push_goes_through_the_splice() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server, Mechanisms::Both);
+    let proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    let mut c = proxy.client();
+    assert_ok(&login(&mut c, LOCAL_PASSWORD), "a1");
+    c.send_line("a2 SELECT INBOX").unwrap();
+    assert_ok(c.read_tagged("a2").unwrap().last().unwrap(), "a2");
+    c.send_line("a3 IDLE").unwrap();
+    let cont = c.read_line().unwrap();
+    assert!(cont.starts_with('+'), "{cont}");
+    // A message arrives while the client idles: the server's push reaches it through the proxy.
+    d.deliver(ALICE, b"Subject: pushed\r\n\r\nhello\r\n")
+        .unwrap();
+    let push = c.read_line().unwrap();
+    assert!(push.contains("EXISTS"), "{push}");
+    c.send_line("DONE").unwrap();
+    assert_ok(c.read_tagged("a3").unwrap().last().unwrap(), "a3");
+}
