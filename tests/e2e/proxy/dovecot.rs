@@ -279,22 +279,27 @@ fn listens_on_ipv4_and_ipv6_loopback() {
         .local_addr()
         .unwrap()
         .port();
-    let (env, port) = Proxy::configure(
+    let proxy = Proxy::start_edited(
         &server,
         &imaps(&d),
         Some(d.ca_pem_path()),
         Local::Plain,
         "",
-        BASE64_STORE,
+        |config| {
+            let port = config
+                .split("listen = \"127.0.0.1:")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            config.replace(
+                &format!("listen = \"127.0.0.1:{port}\""),
+                &format!("listen = [\"127.0.0.1:{port}\", \"[::1]:{v6}\"]"),
+            )
+        },
     );
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &format!("listen = [\"127.0.0.1:{port}\", \"[::1]:{v6}\"]"),
-    );
-    env.write_config(&text);
-    env.authorize_loopback(ALICE);
-    set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
-    let proxy = Proxy::launch(env, port, Local::Plain);
     use std::io::{BufRead, BufReader, Write};
     let stream = std::net::TcpStream::connect(("::1", v6)).expect("the proxy listens on [::1]");
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -318,22 +323,21 @@ fn listens_on_ipv4_and_ipv6_loopback() {
 fn require_tls_refuses_plain_logins_until_starttls() {
     let server = AuthServer::start(AuthServerOptions::default());
     let d = dovecot(&server, Mechanisms::Both);
-    let (env, port) = Proxy::configure(
+    let mut proxy = Proxy::start_edited(
         &server,
         &imaps(&d),
         Some(d.ca_pem_path()),
         Local::StartTls,
         "",
-        BASE64_STORE,
+        |config| {
+            config.replace(
+                "tls = \"starttls\"",
+                "tls = \"starttls\"\nrequire_tls = true",
+            )
+        },
     );
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        "tls = \"starttls\"",
-        "tls = \"starttls\"\nrequire_tls = true",
-    );
-    env.write_config(&text);
-    env.authorize_loopback(ALICE);
-    set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
-    let proxy = Proxy::launch(env, port, Local::Plain);
+    // This test drives STARTTLS itself.
+    proxy.local = Local::Plain;
     let mut c = proxy.client();
     c.send_line("c1 CAPABILITY").unwrap();
     let caps = c.read_tagged("c1").unwrap().join("\n");

@@ -52,7 +52,20 @@ impl Proxy {
         local: Local,
         extra: &str,
     ) -> Proxy {
+        Proxy::start_edited(server, upstream, ca, local, extra, |config| config)
+    }
+
+    /// Like [`Proxy::start`], with the configuration text passed through `edit` first.
+    pub fn start_edited(
+        server: &AuthServer,
+        upstream: &str,
+        ca: Option<&std::path::Path>,
+        local: Local,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Proxy {
         let (env, port) = Proxy::configure(server, upstream, ca, local, extra, BASE64_STORE);
+        env.write_config(&edit(std::fs::read_to_string(&env.config).unwrap()));
         env.authorize_loopback(ALICE);
         set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
         Proxy::launch(env, port, local)
