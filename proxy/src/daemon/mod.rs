@@ -92,15 +92,20 @@ pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> an
         let Some(listener) = listener else { continue };
         let identity = match listener.tls {
             ListenerTls::None => None,
-            _ => Some(match &listener.cert {
-                Some((cert, key)) => certs::Identity::from_pem_files(cert, key)?,
-                None => {
-                    let identity =
-                        certs::Identity::self_signed_cached(&paths.state_dir.join("tls"))?;
-                    tracing::info!(fingerprint = %identity.sha256_fingerprint(), "local TLS certificate (self-signed, for 127.0.0.1, ::1 and localhost)");
-                    identity
-                }
-            }),
+            _ => {
+                let identity = match &listener.cert {
+                    Some((cert, key)) => certs::Identity::from_pem_files(cert, key)?,
+                    None => certs::Identity::self_signed_cached(&paths.state_dir.join("tls"))?,
+                };
+                // Shown at every start, so a client can pin the certificate.
+                tracing::info!(
+                    protocol = protocol.name(),
+                    names = ?identity.subject_names(),
+                    "local TLS certificate SHA-256 fingerprint {}",
+                    identity.sha256_fingerprint()
+                );
+                Some(identity)
+            }
         };
         let acceptor = match &identity {
             Some(id) => Some(tokio_rustls::TlsAcceptor::from(id.server_config()?)),

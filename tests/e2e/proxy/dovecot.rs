@@ -23,6 +23,25 @@ fn imaps(d: &Dovecot) -> String {
     format!("imaps://127.0.0.1:{}", d.imaps_port())
 }
 
+/// SHA-256 as mutt and openssl show it: upper-case hex with colons.
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut child = out;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let text = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let hex = text.split_whitespace().next().unwrap().to_uppercase();
+    hex.as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 fn assert_ok(line: &str, tag: &str) {
     assert!(
         line.starts_with(&format!("{tag} OK")),
@@ -37,6 +56,23 @@ fn login_select_logout_through_every_tls_combination() {
     for upstream in [imaps(&d), format!("imap://127.0.0.1:{}", d.imap_port())] {
         for local in [Local::Plain, Local::StartTls, Local::Implicit] {
             let proxy = Proxy::start(&server, &upstream, Some(d.ca_pem_path()), local, "");
+            if local != Local::Plain {
+                // The generated certificate's fingerprint is in the log, for pinning.
+                let pem = std::fs::read_to_string(proxy.local_cert()).unwrap();
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(
+                        pem.lines()
+                            .filter(|l| !l.starts_with("-----"))
+                            .collect::<String>(),
+                    )
+                    .unwrap();
+                let hex = sha256_hex(&der);
+                assert!(
+                    proxy.log().contains(&hex),
+                    "fingerprint {hex} not in:\n{}",
+                    proxy.log()
+                );
+            }
             let mut c = proxy.client();
             let ok = login(&mut c, LOCAL_PASSWORD);
             assert_ok(&ok, "a1");
