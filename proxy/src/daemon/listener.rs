@@ -71,7 +71,8 @@ pub async fn accept_loop(
         tokio::spawn(async move {
             match ctx.protocol {
                 Protocol::Imap => {
-                    crate::imap::session::run(stream, peer, ctx, shared, shutdown).await
+                    crate::session::run::<crate::imap::Imap>(stream, peer, ctx, shared, shutdown)
+                        .await
                 }
             }
             drop(guard);

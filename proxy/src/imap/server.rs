@@ -56,6 +56,8 @@ use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::core::LiteralMode;
 use secrecy::SecretString;
 
+use crate::core::{ClientEvent, LoginRequest};
+
 use credentials::{Credentials, Refusal};
 use input::{Input, Next};
 use request::{LiteralIn, Request};
@@ -107,19 +109,8 @@ pub struct ServerOptions {
     pub name: String,
 }
 
-/// What the driver has to act on.
-#[derive(Debug)]
-pub enum ServerEvent {
-    /// The tagged OK is in the output and the input after the STARTTLS line was dropped
-    /// (CVE-2011-0411 class). Flush, do the TLS handshake, then call
-    /// [`ServerCore::tls_started`].
-    StartTls,
-    /// Verify the login and log in upstream; then [`ServerCore::login_failed`] or
-    /// [`ServerCore::into_leftover`]. Until then `next_event` returns `None`.
-    Login(Login),
-    /// Flush the output, then close the connection.
-    Close,
-}
+/// What the core asks the driver to do (the shared [`ClientEvent`] with IMAP's [`Login`]).
+pub type ServerEvent = ClientEvent<Login>;
 
 /// A login to verify. Its `Debug` never shows the password.
 pub struct Login {
@@ -128,6 +119,15 @@ pub struct Login {
     pub user: String,
     pub password: SecretString,
     pub mechanism: LoginMechanism,
+}
+
+impl LoginRequest for Login {
+    fn user(&self) -> &str {
+        &self.user
+    }
+    fn password(&self) -> &SecretString {
+        &self.password
+    }
 }
 
 impl fmt::Debug for Login {
@@ -148,18 +148,7 @@ pub enum LoginMechanism {
     AuthenticatePlain,
 }
 
-/// Why a login failed; each maps to one tagged NO. Texts are made one line before use.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LoginFailure {
-    /// `NO [AUTHENTICATIONFAILED] Authentication failed.` (wrong password and unknown user alike)
-    BadCredentials,
-    /// `NO [UNAVAILABLE] <text>`: the upstream or the token endpoint is down; try later.
-    Unavailable(String),
-    /// `NO [AUTHORIZATIONFAILED] <text>`: the account needs `mailoauth authorize …`.
-    Reauthorize(String),
-    /// `NO [AUTHENTICATIONFAILED] <text>`: the upstream refused a fresh token.
-    UpstreamRejected(String),
-}
+pub use crate::core::LoginFailure;
 
 /// The IMAP server side of one connection, before login.
 pub struct ServerCore {
@@ -618,5 +607,27 @@ fn sanitize(text: &str, fallback: &str) -> String {
         fallback.to_owned()
     } else {
         trimmed.to_owned()
+    }
+}
+
+impl crate::core::ClientCore for ServerCore {
+    type Login = Login;
+    fn feed(&mut self, input: &[u8]) {
+        ServerCore::feed(self, input)
+    }
+    fn take_output(&mut self) -> Vec<u8> {
+        ServerCore::take_output(self)
+    }
+    fn next_event(&mut self) -> Option<ServerEvent> {
+        ServerCore::next_event(self)
+    }
+    fn tls_started(&mut self) {
+        ServerCore::tls_started(self)
+    }
+    fn login_failed(&mut self, failure: LoginFailure) {
+        ServerCore::login_failed(self, failure)
+    }
+    fn into_leftover(self) -> Vec<u8> {
+        ServerCore::into_leftover(self)
     }
 }

@@ -30,6 +30,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::fmt;
 
+pub use crate::core::{UpstreamEvent, UpstreamFailure};
 use secrecy::{ExposeSecret, SecretString};
 use tokenlib::sasl::{self, Mechanism};
 use zeroize::Zeroizing;
@@ -58,50 +59,6 @@ pub struct UpstreamOptions {
     /// The client's tag: the AUTHENTICATE runs under it, so the server's tagged OK can go to the
     /// client untouched.
     pub tag: String,
-}
-
-/// What the driver must do next.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamEvent {
-    /// The server agreed to our STARTTLS: hand the socket to TLS, then call
-    /// [`UpstreamCore::tls_started`]. Plaintext after the server's OK is refused.
-    StartTls,
-    /// The capabilities are known and TLS is on: call [`UpstreamCore::authenticate`].
-    NeedToken { mechanism: Mechanism },
-    /// Logged in: [`UpstreamCore::into_client_bytes`] is what the client receives next.
-    Authenticated,
-    /// This attempt failed: an immediate NO (Microsoft), or an error challenge that the core
-    /// already answered before the NO (Google, Dovecot). `status` is the challenge JSON's
-    /// `status`; `text` the NO's text. [`UpstreamCore::authenticate`] may be called again.
-    Rejected {
-        status: Option<String>,
-        text: String,
-    },
-    /// The login cannot go on; close the connection.
-    Failed(UpstreamFailure),
-}
-
-/// Why a login cannot go on. The messages are shown to users.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamFailure {
-    #[error("the mail server closed the session: {0}")]
-    Bye(String),
-    #[error(
-        "the mail server greeted with PREAUTH (a session logged in without a login); refusing it"
-    )]
-    Preauth,
-    #[error(
-        "the mail server does not offer STARTTLS, so the token would go unencrypted; not sending it (use implicit TLS on port 993, or check for something stripping STARTTLS)"
-    )]
-    NoStartTls,
-    #[error(
-        "the mail server offers neither OAUTHBEARER nor XOAUTH2, so an OAuth token cannot log in there"
-    )]
-    NoMechanism,
-    #[error("the mail server closed the connection before the login finished")]
-    Closed,
-    #[error("unexpected IMAP exchange with the mail server: {0}")]
-    Protocol(String),
 }
 
 /// Where the login stands.
@@ -611,4 +568,31 @@ fn options_problem(options: &UpstreamOptions) -> Option<String> {
         );
     }
     None
+}
+
+impl crate::core::UpstreamCore for UpstreamCore {
+    fn feed(&mut self, input: &[u8]) {
+        UpstreamCore::feed(self, input)
+    }
+    fn eof(&mut self) {
+        UpstreamCore::eof(self)
+    }
+    fn take_output(&mut self) -> zeroize::Zeroizing<Vec<u8>> {
+        UpstreamCore::take_output(self)
+    }
+    fn next_event(&mut self) -> Option<UpstreamEvent> {
+        UpstreamCore::next_event(self)
+    }
+    fn tls_started(&mut self) {
+        UpstreamCore::tls_started(self)
+    }
+    fn authenticate(&mut self, token: &secrecy::SecretString) {
+        UpstreamCore::authenticate(self, token)
+    }
+    fn into_client_bytes(self) -> Vec<u8> {
+        UpstreamCore::into_client_bytes(self)
+    }
+    fn mechanism(&self) -> Option<tokenlib::sasl::Mechanism> {
+        UpstreamCore::mechanism(self)
+    }
 }

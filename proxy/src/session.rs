@@ -1,7 +1,8 @@
-//! The tokio driver of one IMAP session: it owns the sockets and TLS, feeds the server core with
-//! the client's bytes until a login, checks the local password, gets a token, logs in upstream
-//! through the upstream core (one refresh-and-retry if the token is rejected), then splices.
-//! Every protocol decision lives in the cores; this file only moves bytes and waits.
+//! The tokio driver of one proxied session, for every protocol: it owns the sockets and TLS,
+//! feeds the client core with the client's bytes until a login, checks the local password, gets
+//! a token, logs in upstream through the upstream core (one refresh-and-retry if the token is
+//! rejected), then splices. Every protocol decision lives in the cores (IMAP, SMTP, POP3 each
+//! implement [`Protocol`]); this file only moves bytes and waits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::server::{Login, LoginFailure, ServerCore, ServerEvent, ServerOptions};
-use super::upstream::{UpstreamCore, UpstreamEvent, UpstreamFailure, UpstreamOptions};
-use crate::config::{ListenerTls, Upstream};
+use crate::config::{AccountConfig, ListenerTls, Upstream};
+use crate::core::{
+    ClientCore, ClientEvent, LoginFailure, LoginRequest, UpstreamCore, UpstreamEvent,
+    UpstreamFailure,
+};
 use crate::credentials::Verdict;
 use crate::daemon::{AccountEntry, ListenerContext, Shared, Shutdown};
 use crate::splice::{Counters, splice};
@@ -28,6 +31,36 @@ const LOGIN_DEADLINE: Duration = Duration::from_secs(180);
 const UPSTREAM_DEADLINE: Duration = Duration::from_secs(30);
 /// A TLS handshake with the client may take this long.
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// One protocol as the driver sees it: its two cores and how to make them.
+pub trait Protocol: 'static {
+    /// For log lines: `IMAP`, `SMTP`, `POP3`.
+    const NAME: &'static str;
+    type Client: ClientCore;
+    type Upstream: UpstreamCore;
+    /// The client core of a new connection.
+    fn client(ctx: &ListenerContext, shared: &Shared, tls_active: bool) -> Self::Client;
+    /// The account's server for this protocol.
+    fn upstream_of(config: &AccountConfig) -> Option<Upstream>;
+    /// The upstream core for `login`, logging in as `user` (the SASL identity).
+    fn upstream(
+        login: &<Self::Client as ClientCore>::Login,
+        user: &str,
+        upstream: &Upstream,
+    ) -> Self::Upstream;
+    /// What to write before closing a connection that never logged in.
+    fn goodbye(reason: Goodbye) -> &'static [u8];
+    /// Called with the upstream core after a successful login (SMTP learns the server's
+    /// extensions there).
+    fn learned(_core: &Self::Upstream, _shared: &Shared, _upstream: &Upstream) {}
+}
+
+/// Why a connection is closed before login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goodbye {
+    LoginDeadline,
+    Shutdown,
+}
 
 /// How a session ended, for its log line.
 #[derive(Debug)]
@@ -50,7 +83,7 @@ struct Facts {
 }
 
 /// Runs one client connection to its end and logs one line about it.
-pub async fn run(
+pub async fn run<P: Protocol>(
     tcp: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ListenerContext>,
@@ -59,7 +92,7 @@ pub async fn run(
 ) {
     let started = Instant::now();
     let mut facts = Facts::default();
-    let outcome = match session(tcp, peer, &ctx, &shared, shutdown, &mut facts).await {
+    let outcome = match session::<P>(tcp, peer, &ctx, &shared, shutdown, &mut facts).await {
         Ok(outcome) => outcome,
         Err(e) => Outcome::Error(e),
     };
@@ -69,19 +102,19 @@ pub async fn run(
     let mechanism = facts.mechanism.map(|m| m.name()).unwrap_or("-");
     match outcome {
         Outcome::Spliced { counters } => tracing::info!(
-            %peer, account, upstream, mechanism, bytes_up = counters.up, bytes_down = counters.down, ms,
-            "IMAP session ended"
+            protocol = P::NAME, %peer, account, upstream, mechanism, bytes_up = counters.up, bytes_down = counters.down, ms,
+            "session ended"
         ),
         Outcome::NoLogin(why) => {
-            tracing::info!(%peer, account, ms, "IMAP session ended without login: {why}")
+            tracing::info!(%peer, account, ms, "session ended without login: {why}")
         }
         Outcome::Error(e) => {
-            tracing::info!(%peer, account, upstream, ms, "IMAP session ended: {e}")
+            tracing::info!(%peer, account, upstream, ms, "session ended: {e}")
         }
     }
 }
 
-async fn session(
+async fn session<P: Protocol>(
     tcp: TcpStream,
     peer: SocketAddr,
     ctx: &ListenerContext,
@@ -93,13 +126,7 @@ async fn session(
     if ctx.tls == ListenerTls::Implicit {
         client = accept_tls(client, ctx).await?;
     }
-    let mut core = ServerCore::new(ServerOptions {
-        tls_active: client.is_tls(),
-        starttls: ctx.tls == ListenerTls::Starttls,
-        require_tls: ctx.require_tls,
-        limits: Default::default(),
-        name: "mailoauth".into(),
-    });
+    let mut core = P::client(ctx, shared, client.is_tls());
     let deadline = tokio::time::Instant::now() + LOGIN_DEADLINE;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -110,13 +137,13 @@ async fn session(
                 let n = tokio::select! {
                     r = tokio::time::timeout_at(deadline, client.read(&mut buf)) => match r {
                         Err(_) => {
-                            let _ = client.write_all(b"* BYE Login took too long\r\n").await;
+                            let _ = client.write_all(P::goodbye(Goodbye::LoginDeadline)).await;
                             return Ok(Outcome::NoLogin("login deadline passed"));
                         }
                         Ok(r) => r.map_err(|e| format!("client read failed: {e}"))?,
                     },
                     _ = shutdown.triggered() => {
-                        let _ = client.write_all(b"* BYE mailoauth is shutting down\r\n").await;
+                        let _ = client.write_all(P::goodbye(Goodbye::Shutdown)).await;
                         return Ok(Outcome::NoLogin("shutdown"));
                     }
                 };
@@ -125,18 +152,18 @@ async fn session(
                 }
                 core.feed(&buf[..n]);
             }
-            Some(ServerEvent::Close) => {
+            Some(ClientEvent::Close) => {
                 let _ = client.shutdown().await;
                 return Ok(Outcome::NoLogin(
                     "closed by the protocol (LOGOUT or a limit)",
                 ));
             }
-            Some(ServerEvent::StartTls) => {
+            Some(ClientEvent::StartTls) => {
                 client = accept_tls(client, ctx).await?;
                 core.tls_started();
             }
-            Some(ServerEvent::Login(login)) => {
-                match login_upstream(&login, peer, shared, facts).await {
+            Some(ClientEvent::Login(login)) => {
+                match login_upstream::<P>(&login, peer, shared, facts).await {
                     Ok((mut upstream, to_client)) => {
                         let leftover = core.into_leftover();
                         let counters = splice(&mut client, &mut upstream, &to_client, &leftover)
@@ -181,43 +208,43 @@ async fn accept_tls(client: Stream, ctx: &ListenerContext) -> Result<Stream, Str
 }
 
 /// Checks the local password, gets a token and logs in upstream. On success: the upstream
-/// stream and the bytes the client must get (the upstream's answer with the client's tag).
-async fn login_upstream(
-    login: &Login,
+/// stream and the bytes the client must get (the upstream's answer).
+async fn login_upstream<P: Protocol>(
+    login: &<P::Client as ClientCore>::Login,
     peer: SocketAddr,
     shared: &Shared,
     facts: &mut Facts,
 ) -> Result<(Stream, Vec<u8>), LoginFailure> {
-    facts.account = Some(login.user.clone());
+    let user = login.user();
+    facts.account = Some(user.to_string());
     let ip = peer.ip();
     let refuse = |delay: Duration| async move {
         tokio::time::sleep(delay).await;
         Err(LoginFailure::BadCredentials)
     };
-    let Some(entry) = shared.accounts.get(&login.user) else {
-        tracing::info!(%peer, user = %login.user, "login for an account that is not configured");
-        return refuse(shared.credentials.failed(ip, &login.user)).await;
+    let Some(entry) = shared.accounts.get(user) else {
+        tracing::info!(%peer, user, "login for an account that is not configured");
+        return refuse(shared.credentials.failed(ip, user)).await;
     };
-    match shared
-        .credentials
-        .verify(&login.user, &login.password)
-        .await
-    {
-        Verdict::Correct => shared.credentials.succeeded(ip, &login.user),
+    match shared.credentials.verify(user, login.password()).await {
+        Verdict::Correct => shared.credentials.succeeded(ip, user),
         Verdict::NotSet => {
-            tracing::warn!(account = %login.user, "no local password is set: run `mailoauth passwd {}`", login.user);
-            return refuse(shared.credentials.failed(ip, &login.user)).await;
+            tracing::warn!(
+                account = user,
+                "no local password is set: run `mailoauth passwd {user}`"
+            );
+            return refuse(shared.credentials.failed(ip, user)).await;
         }
         Verdict::Wrong => {
-            tracing::info!(%peer, account = %login.user, "wrong local password");
-            return refuse(shared.credentials.failed(ip, &login.user)).await;
+            tracing::info!(%peer, account = user, "wrong local password");
+            return refuse(shared.credentials.failed(ip, user)).await;
         }
     }
-    unlock(shared, &login.user, &login.password).await?;
-    let Some(upstream) = entry.config.imap.clone() else {
+    unlock(shared, user, login.password()).await?;
+    let Some(upstream) = P::upstream_of(&entry.config) else {
         return Err(LoginFailure::Unavailable(format!(
-            "account {} has no IMAP server configured",
-            login.user
+            "account {user} has no {} server configured",
+            P::NAME
         )));
     };
     facts.upstream = Some(upstream.to_string());
@@ -225,10 +252,10 @@ async fn login_upstream(
         .refresher
         .access_token(&entry.account)
         .await
-        .map_err(|e| token_failure(shared, &login.user, &e))?;
+        .map_err(|e| token_failure(shared, user, &e))?;
     let outcome = timeout(
         UPSTREAM_DEADLINE,
-        authenticate(login, entry, &upstream, shared, token, facts),
+        authenticate::<P>(login, entry, &upstream, shared, token, facts),
     )
     .await
     .unwrap_or_else(|_| {
@@ -237,7 +264,7 @@ async fn login_upstream(
         )))
     });
     if let Err(failure) = &outcome {
-        tracing::info!(%peer, account = %login.user, %upstream, "upstream login failed: {failure:?}");
+        tracing::info!(%peer, account = user, %upstream, "upstream login failed: {failure:?}");
     }
     outcome
 }
@@ -296,8 +323,8 @@ fn token_failure(shared: &Shared, account: &str, e: &RefreshError) -> LoginFailu
 
 /// Connects upstream and runs the upstream core to the end: one token, and one refresh-and-retry
 /// if the server rejects it.
-async fn authenticate(
-    login: &Login,
+async fn authenticate<P: Protocol>(
+    login: &<P::Client as ClientCore>::Login,
     entry: &AccountEntry,
     upstream: &Upstream,
     shared: &Shared,
@@ -315,14 +342,8 @@ async fn authenticate(
             .await
             .map_err(unavailable)?;
     }
-    let user = crate::accounts::upstream_user(&login.user, &entry.config);
-    let mut core = UpstreamCore::new(UpstreamOptions {
-        implicit_tls: upstream.implicit_tls,
-        host: upstream.host.clone(),
-        port: upstream.port,
-        user: user.to_string(),
-        tag: login.tag.clone(),
-    });
+    let user = crate::accounts::upstream_user(login.user(), &entry.config);
+    let mut core = P::upstream(login, user, upstream);
     let mut retried = false;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -362,23 +383,24 @@ async fn authenticate(
             }
             Some(UpstreamEvent::Authenticated) => {
                 facts.mechanism = core.mechanism();
+                P::learned(&core, shared, upstream);
                 return Ok((server, core.into_client_bytes()));
             }
             Some(UpstreamEvent::Rejected { status, text }) if !retried => {
-                tracing::info!(account = %login.user, status = ?status, "upstream rejected the token ({text}); refreshing once");
+                tracing::info!(account = %login.user(), status = ?status, "upstream rejected the token ({text}); refreshing once");
                 retried = true;
                 token = shared
                     .refresher
                     .after_rejection(&entry.account, &token)
                     .await
-                    .map_err(|e| token_failure(shared, &login.user, &e))?;
+                    .map_err(|e| token_failure(shared, login.user(), &e))?;
                 core.authenticate(&token);
             }
             Some(UpstreamEvent::Rejected { status, text }) => {
-                tracing::warn!(account = %login.user, status = ?status, "upstream rejected a fresh token too: {text}");
+                tracing::warn!(account = %login.user(), status = ?status, "upstream rejected a fresh token too: {text}");
                 return Err(LoginFailure::UpstreamRejected(format!(
                     "{upstream} rejected the OAuth token ({text}); check the account's scopes and that it may use IMAP, or run {}",
-                    shared.authorize_command(&login.user)
+                    shared.authorize_command(login.user())
                 )));
             }
             Some(UpstreamEvent::Failed(failure)) => {
