@@ -29,6 +29,8 @@ pub mod curl;
 pub mod dovecot;
 pub mod error;
 pub mod fakeimap;
+pub mod fakepop3;
+pub mod fakesmtp;
 pub mod lineclient;
 pub mod smtpsink;
 pub mod testca;

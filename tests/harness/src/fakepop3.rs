@@ -1,0 +1,1 @@
+//! Scripted fake POP3 upstream. (In progress.)

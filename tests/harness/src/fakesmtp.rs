@@ -1,0 +1,1 @@
+//! Scripted fake SMTP upstream. (In progress.)
