@@ -50,9 +50,24 @@ pub trait Protocol: 'static {
     ) -> Self::Upstream;
     /// What to write before closing a connection that never logged in.
     fn goodbye(reason: Goodbye) -> &'static [u8];
-    /// Called with the upstream core after a successful login (SMTP learns the server's
-    /// extensions there).
-    fn learned(_core: &Self::Upstream, _shared: &Shared, _upstream: &Upstream) {}
+    /// An upstream core for a capability probe (no login: it stops when a token is needed);
+    /// `None` when the protocol advertises nothing of the server's before login (IMAP).
+    fn probe_core(_upstream: &Upstream, _user: &str) -> Option<Self::Upstream> {
+        None
+    }
+    /// The upstream's extensions once its capabilities are known (SMTP EHLO keywords, POP3
+    /// CAPA lines), which the client core advertises before login; none for IMAP.
+    fn extensions(_core: &Self::Upstream) -> Vec<String> {
+        Vec::new()
+    }
+    /// Called with the upstream core after a successful login: the daemon keeps what the
+    /// server advertised, for the next clients.
+    fn learned(core: &Self::Upstream, shared: &Shared, upstream: &Upstream) {
+        let found = Self::extensions(core);
+        if !found.is_empty() {
+            shared.extensions.learn(Self::NAME, upstream, found);
+        }
+    }
 }
 
 /// Why a connection is closed before login.
@@ -321,6 +336,78 @@ fn token_failure(shared: &Shared, account: &str, e: &RefreshError) -> LoginFailu
     }
 }
 
+/// An upstream connection and its core, driven until the core needs the driver: the I/O and
+/// STARTTLS are handled here, every other event is returned.
+struct UpstreamConn<'a, P: Protocol> {
+    server: Stream,
+    core: P::Upstream,
+    upstream: &'a Upstream,
+    tls: &'a Arc<rustls::ClientConfig>,
+    buf: Vec<u8>,
+}
+
+impl<'a, P: Protocol> UpstreamConn<'a, P> {
+    /// Connects (and starts implicit TLS) for `core`.
+    async fn open(
+        upstream: &'a Upstream,
+        tls: &'a Arc<rustls::ClientConfig>,
+        core: P::Upstream,
+    ) -> Result<Self, String> {
+        let tcp = TcpStream::connect((upstream.host.as_str(), upstream.port))
+            .await
+            .map_err(|e| format!("cannot connect ({e})"))?;
+        let mut server = Stream::tcp(tcp);
+        if upstream.implicit_tls {
+            server = connect_tls(server, upstream, tls).await?;
+        }
+        Ok(UpstreamConn {
+            server,
+            core,
+            upstream,
+            tls,
+            buf: vec![0u8; 16 * 1024],
+        })
+    }
+
+    /// The next event that needs a decision (never `StartTls`: done here).
+    async fn next(&mut self) -> Result<UpstreamEvent, String> {
+        loop {
+            let event = self.core.next_event();
+            let out = self.core.take_output();
+            if !out.is_empty() {
+                self.server
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| format!("write failed ({e})"))?;
+                self.server
+                    .flush()
+                    .await
+                    .map_err(|e| format!("write failed ({e})"))?;
+            }
+            match event {
+                None => {
+                    let n = self
+                        .server
+                        .read(&mut self.buf)
+                        .await
+                        .map_err(|e| format!("read failed ({e})"))?;
+                    if n == 0 {
+                        self.core.eof();
+                    } else {
+                        self.core.feed(&self.buf[..n]);
+                    }
+                }
+                Some(UpstreamEvent::StartTls) => {
+                    let plain = std::mem::replace(&mut self.server, Stream::Closed);
+                    self.server = connect_tls(plain, self.upstream, self.tls).await?;
+                    self.core.tls_started();
+                }
+                Some(other) => return Ok(other),
+            }
+        }
+    }
+}
+
 /// Connects upstream and runs the upstream core to the end: one token, and one refresh-and-retry
 /// if the server rejects it.
 async fn authenticate<P: Protocol>(
@@ -333,60 +420,25 @@ async fn authenticate<P: Protocol>(
 ) -> Result<(Stream, Vec<u8>), LoginFailure> {
     let unavailable =
         |what: String| LoginFailure::Unavailable(format!("{upstream}: {what}; try again later"));
-    let tcp = TcpStream::connect((upstream.host.as_str(), upstream.port))
-        .await
-        .map_err(|e| unavailable(format!("cannot connect ({e})")))?;
-    let mut server = Stream::tcp(tcp);
-    if upstream.implicit_tls {
-        server = connect_tls(server, upstream, entry)
-            .await
-            .map_err(unavailable)?;
-    }
     let user = crate::accounts::upstream_user(login.user(), &entry.config);
-    let mut core = P::upstream(login, user, upstream);
+    let core = P::upstream(login, user, upstream);
+    let mut conn = UpstreamConn::<P>::open(upstream, &entry.upstream_tls, core)
+        .await
+        .map_err(unavailable)?;
     let mut retried = false;
-    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let event = core.next_event();
-        let out = core.take_output();
-        if !out.is_empty() {
-            server
-                .write_all(&out)
-                .await
-                .map_err(|e| unavailable(format!("write failed ({e})")))?;
-            server
-                .flush()
-                .await
-                .map_err(|e| unavailable(format!("write failed ({e})")))?;
-        }
-        match event {
-            None => {
-                let n = server
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| unavailable(format!("read failed ({e})")))?;
-                if n == 0 {
-                    core.eof();
-                } else {
-                    core.feed(&buf[..n]);
-                }
-            }
-            Some(UpstreamEvent::StartTls) => {
-                server = connect_tls(server, upstream, entry)
-                    .await
-                    .map_err(unavailable)?;
-                core.tls_started();
-            }
-            Some(UpstreamEvent::NeedToken { mechanism }) => {
+        match conn.next().await.map_err(unavailable)? {
+            UpstreamEvent::StartTls => unreachable!("UpstreamConn::next handles STARTTLS"),
+            UpstreamEvent::NeedToken { mechanism } => {
                 facts.mechanism = Some(mechanism);
-                core.authenticate(&token);
+                conn.core.authenticate(&token);
             }
-            Some(UpstreamEvent::Authenticated) => {
-                facts.mechanism = core.mechanism();
-                P::learned(&core, shared, upstream);
-                return Ok((server, core.into_client_bytes()));
+            UpstreamEvent::Authenticated => {
+                facts.mechanism = conn.core.mechanism();
+                P::learned(&conn.core, shared, upstream);
+                return Ok((conn.server, conn.core.into_client_bytes()));
             }
-            Some(UpstreamEvent::Rejected { status, text }) if !retried => {
+            UpstreamEvent::Rejected { status, text } if !retried => {
                 tracing::info!(account = %login.user(), status = ?status, "upstream rejected the token ({text}); refreshing once");
                 retried = true;
                 token = shared
@@ -394,16 +446,17 @@ async fn authenticate<P: Protocol>(
                     .after_rejection(&entry.account, &token)
                     .await
                     .map_err(|e| token_failure(shared, login.user(), &e))?;
-                core.authenticate(&token);
+                conn.core.authenticate(&token);
             }
-            Some(UpstreamEvent::Rejected { status, text }) => {
+            UpstreamEvent::Rejected { status, text } => {
                 tracing::warn!(account = %login.user(), status = ?status, "upstream rejected a fresh token too: {text}");
                 return Err(LoginFailure::UpstreamRejected(format!(
-                    "{upstream} rejected the OAuth token ({text}); check the account's scopes and that it may use IMAP, or run {}",
+                    "{upstream} rejected the OAuth token ({text}); check the account's scopes and that it may use {}, or run {}",
+                    P::NAME,
                     shared.authorize_command(login.user())
                 )));
             }
-            Some(UpstreamEvent::Failed(failure)) => {
+            UpstreamEvent::Failed(failure) => {
                 return Err(match failure {
                     UpstreamFailure::NoStartTls => LoginFailure::Unavailable(format!(
                         "{upstream} offers no STARTTLS; mailoauth never sends a token unencrypted"
@@ -415,17 +468,39 @@ async fn authenticate<P: Protocol>(
     }
 }
 
+/// Connects to `upstream` as far as its capabilities (no token is sent), for what the client
+/// core advertises before login; says goodbye and returns them.
+pub async fn probe<P: Protocol>(
+    upstream: &Upstream,
+    tls: &Arc<rustls::ClientConfig>,
+    core: P::Upstream,
+) -> Result<Vec<String>, String> {
+    let mut conn = UpstreamConn::<P>::open(upstream, tls, core).await?;
+    let found = timeout(UPSTREAM_DEADLINE, async {
+        match conn.next().await? {
+            UpstreamEvent::NeedToken { .. } => Ok(P::extensions(&conn.core)),
+            UpstreamEvent::Failed(f) => Err(f.to_string()),
+            other => Err(format!("unexpected {other:?} before authentication")),
+        }
+    })
+    .await
+    .map_err(|_| "no answer in time".to_string())??;
+    let _ = conn.server.write_all(b"QUIT\r\n").await;
+    let _ = conn.server.shutdown().await;
+    Ok(found)
+}
+
 async fn connect_tls(
     server: Stream,
     upstream: &Upstream,
-    entry: &AccountEntry,
+    tls: &Arc<rustls::ClientConfig>,
 ) -> Result<Stream, String> {
     let name = rustls::pki_types::ServerName::try_from(upstream.host.clone())
         .map_err(|_| format!("{:?} is not a valid server name", upstream.host))?;
     let tcp = server
         .into_plain()
         .map_err(|_| "TLS is already active".to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(entry.upstream_tls.clone());
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
     let tls = timeout(HANDSHAKE_DEADLINE, connector.connect(name, tcp))
         .await
         .map_err(|_| "the TLS handshake timed out".to_string())?

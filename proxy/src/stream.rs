@@ -16,6 +16,8 @@ pub enum Stream {
     Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// TLS we originate: the upstream side.
     Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A placeholder while the stream is being upgraded; every operation on it fails.
+    Closed,
 }
 
 impl Stream {
@@ -49,6 +51,7 @@ impl Stream {
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
+            Stream::Closed => Poll::Ready(Err(io::Error::from(io::ErrorKind::NotConnected))),
             Stream::Plain($s) => {
                 let $s = Pin::new($s);
                 $e
@@ -98,6 +101,7 @@ impl AsyncWrite for Stream {
     }
     fn is_write_vectored(&self) -> bool {
         match self {
+            Stream::Closed => false,
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Server(s) => s.is_write_vectored(),
             Stream::Client(s) => s.is_write_vectored(),

@@ -1,5 +1,5 @@
-//! `[proxy.imap]` (and later `[proxy.smtp]`, `[proxy.pop3]`): where the proxy listens and with
-//! which TLS. Loopback by default; any other address needs TLS and an explicit `allow_remote`.
+//! `[proxy.imap]`, `[proxy.smtp]`, `[proxy.pop3]`: where the proxy listens and with which TLS.
+//! Loopback by default; any other address needs TLS and an explicit `allow_remote`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub struct ProxyConfig {
     #[serde(default)]
     pub imap: Option<ListenerConfig>,
+    #[serde(default)]
+    pub smtp: Option<ListenerConfig>,
+    #[serde(default)]
+    pub pop3: Option<ListenerConfig>,
     /// Most simultaneous client connections per listener.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,

@@ -14,12 +14,16 @@ use crate::config::ListenerTls;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Imap,
+    Smtp,
+    Pop3,
 }
 
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Imap => "IMAP",
+            Protocol::Smtp => "SMTP",
+            Protocol::Pop3 => "POP3",
         }
     }
 }
@@ -69,11 +73,13 @@ pub async fn accept_loop(
         let (ctx, shared, shutdown) = (ctx.clone(), shared.clone(), shutdown.clone());
         let guard = shutdown.session();
         tokio::spawn(async move {
+            use crate::session::run;
             match ctx.protocol {
                 Protocol::Imap => {
-                    crate::session::run::<crate::imap::Imap>(stream, peer, ctx, shared, shutdown)
-                        .await
+                    run::<crate::imap::Imap>(stream, peer, ctx, shared, shutdown).await
                 }
+                // SMTP and POP3 sessions arrive with their protocol cores (in progress).
+                Protocol::Smtp | Protocol::Pop3 => drop((stream, peer, shared, shutdown)),
             }
             drop(guard);
             drop(permit);

@@ -2,6 +2,7 @@
 //! background token refresher, and graceful shutdown on SIGINT/SIGTERM (stop accepting, let
 //! sessions finish for a bounded time).
 
+mod extensions;
 mod listener;
 mod refresh;
 mod shutdown;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokenlib::{Account, Refresher};
 
+pub use extensions::ExtensionCache;
 pub use listener::{ListenerContext, Protocol};
 pub use shutdown::Shutdown;
 
@@ -38,9 +40,44 @@ pub struct Shared {
     pub credentials: Credentials,
     /// Printed in re-authorization answers: the command that fixes the account.
     pub config_arg: Option<String>,
+    /// What the upstream servers advertise (SMTP, POP3), for what clients are told before login.
+    pub extensions: ExtensionCache,
 }
 
 impl Shared {
+    /// The distinct servers the accounts use for protocol `P`, each with a user that uses it and
+    /// the TLS configuration to reach it.
+    pub fn upstreams<P: crate::session::Protocol>(
+        &self,
+    ) -> Vec<(crate::config::Upstream, String, Arc<rustls::ClientConfig>)> {
+        let mut seen: Vec<(crate::config::Upstream, String, Arc<rustls::ClientConfig>)> =
+            Vec::new();
+        let mut names: Vec<&String> = self.accounts.keys().collect();
+        names.sort();
+        for name in names {
+            let entry = &self.accounts[name];
+            if let Some(up) = P::upstream_of(&entry.config)
+                && !seen
+                    .iter()
+                    .any(|(u, _, _)| u.host == up.host && u.port == up.port)
+            {
+                seen.push((up, name.clone(), entry.upstream_tls.clone()));
+            }
+        }
+        seen
+    }
+
+    /// What all of protocol `P`'s servers advertise in common, as their lists; empty when any
+    /// is not known yet.
+    pub fn extension_lists<P: crate::session::Protocol>(&self) -> Vec<Vec<String>> {
+        let upstreams: Vec<_> = self
+            .upstreams::<P>()
+            .into_iter()
+            .map(|(u, _, _)| u)
+            .collect();
+        self.extensions.all(P::NAME, &upstreams).unwrap_or_default()
+    }
+
     /// The command that (re)authorizes `account`.
     pub fn authorize_command(&self, account: &str) -> String {
         let config = self
@@ -79,13 +116,19 @@ pub fn shared(
         refresher: Arc::new(Refresher::new(open_store(config, paths))),
         credentials: Credentials::new(paths.state_dir.join("passwords")),
         config_arg,
+        extensions: ExtensionCache::default(),
     })
 }
 
 /// Runs the proxy until SIGINT or SIGTERM.
 pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> anyhow::Result<()> {
     let shared = Arc::new(shared(&config, &paths, config_arg)?);
-    let listeners = [(Protocol::Imap, config.proxy.imap.clone())];
+    let listeners = [
+        (Protocol::Imap, config.proxy.imap.clone()),
+        (Protocol::Smtp, config.proxy.smtp.clone()),
+        (Protocol::Pop3, config.proxy.pop3.clone()),
+    ];
+    // PROBES
     let shutdown = Shutdown::new();
     let mut running = Vec::new();
     for (protocol, listener) in listeners {
@@ -133,7 +176,7 @@ pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> an
     }
     if running.is_empty() {
         anyhow::bail!(
-            "no listener is configured: add a [proxy.imap] table with listen = \"127.0.0.1:1143\" to the configuration"
+            "no listener is configured: add a [proxy.imap] (or [proxy.smtp], [proxy.pop3]) table with listen = \"127.0.0.1:1143\" to the configuration"
         );
     }
     let refresh = tokio::spawn(refresh::keep_fresh(shared.clone(), shutdown.clone()));
@@ -154,6 +197,31 @@ pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> an
         tracing::warn!("sessions still open after the grace period; closing them");
     }
     Ok(())
+}
+
+/// Learns what each of protocol `P`'s servers advertises, in the background; until a server is
+/// known, clients are told only what the proxy itself supports.
+#[allow(dead_code)] // called once the SMTP and POP3 cores land
+fn probe_all<P: crate::session::Protocol>(shared: &Arc<Shared>) {
+    for (upstream, user, tls) in shared.upstreams::<P>() {
+        let Some(core) = P::probe_core(&upstream, &user) else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match crate::session::probe::<P>(&upstream, &tls, core).await {
+                Ok(list) => {
+                    tracing::info!(protocol = P::NAME, %upstream, "learned the server's extensions: {}", list.join(", "));
+                    shared.extensions.learn(P::NAME, &upstream, list);
+                }
+                Err(e) => tracing::warn!(
+                    protocol = P::NAME,
+                    %upstream,
+                    "cannot learn the server's extensions ({e}); clients are told only the basics until a login there succeeds"
+                ),
+            }
+        });
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
