@@ -4,6 +4,8 @@
 mod clients;
 mod dovecot;
 mod fakes;
+mod pop3;
+mod smtp;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -71,9 +73,31 @@ impl Proxy {
         Proxy::launch(env, port, local)
     }
 
-    /// Writes a configuration with `store`, a listener and ALICE's account; returns the
+    /// Like [`Proxy::start`] for `protocol` (`imap`, `smtp`, `pop3`): its listener, and the
+    /// account's server for it.
+    pub fn start_for(protocol: &str, server: &AuthServer, upstream: &str, ca: Option<&std::path::Path>, local: Local) -> Proxy {
+        let (env, port) = Proxy::configure_for(protocol, server, upstream, ca, local, "", BASE64_STORE);
+        env.authorize_loopback(ALICE);
+        set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
+        Proxy::launch(env, port, local)
+    }
+
+    /// Writes a configuration with `store`, an IMAP listener and ALICE's account; returns the
     /// environment and the listener's port.
     pub fn configure(
+        server: &AuthServer,
+        upstream: &str,
+        ca: Option<&std::path::Path>,
+        local: Local,
+        extra: &str,
+        store: &str,
+    ) -> (Env, u16) {
+        Proxy::configure_for("imap", server, upstream, ca, local, extra, store)
+    }
+
+    /// [`Proxy::configure`] for `protocol`.
+    pub fn configure_for(
+        protocol: &str,
         server: &AuthServer,
         upstream: &str,
         ca: Option<&std::path::Path>,
@@ -93,11 +117,11 @@ impl Proxy {
         let account = account_toml(
             server,
             ALICE,
-            &format!("imap = \"{upstream}\"\n{ca_line}{extra}"),
+            &format!("{protocol} = \"{upstream}\"\n{ca_line}{extra}"),
         );
         let env = Env::new();
         env.write_config(&format!(
-            "{store}[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\n\n{account}"
+            "{store}[proxy.{protocol}]\nlisten = \"127.0.0.1:{port}\"\ntls = \"{tls}\"\n\n{account}"
         ));
         (env, port)
     }
