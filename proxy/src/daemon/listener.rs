@@ -78,8 +78,12 @@ pub async fn accept_loop(
                 Protocol::Imap => {
                     run::<crate::imap::Imap>(stream, peer, ctx, shared, shutdown).await
                 }
-                // SMTP and POP3 sessions arrive with their protocol cores (in progress).
-                Protocol::Smtp | Protocol::Pop3 => drop((stream, peer, shared, shutdown)),
+                Protocol::Smtp => {
+                    run::<crate::smtp::Smtp>(stream, peer, ctx, shared, shutdown).await
+                }
+                Protocol::Pop3 => {
+                    run::<crate::pop3::Pop3>(stream, peer, ctx, shared, shutdown).await
+                }
             }
             drop(guard);
             drop(permit);

@@ -128,7 +128,12 @@ pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> an
         (Protocol::Smtp, config.proxy.smtp.clone()),
         (Protocol::Pop3, config.proxy.pop3.clone()),
     ];
-    // PROBES
+    if config.proxy.smtp.is_some() {
+        probe_all::<crate::smtp::Smtp>(&shared);
+    }
+    if config.proxy.pop3.is_some() {
+        probe_all::<crate::pop3::Pop3>(&shared);
+    }
     let shutdown = Shutdown::new();
     let mut running = Vec::new();
     for (protocol, listener) in listeners {
@@ -201,7 +206,6 @@ pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> an
 
 /// Learns what each of protocol `P`'s servers advertises, in the background; until a server is
 /// known, clients are told only what the proxy itself supports.
-#[allow(dead_code)] // called once the SMTP and POP3 cores land
 fn probe_all<P: crate::session::Protocol>(shared: &Arc<Shared>) {
     for (upstream, user, tls) in shared.upstreams::<P>() {
         let Some(core) = P::probe_core(&upstream, &user) else {
