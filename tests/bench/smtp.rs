@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use mailoauth_harness::{AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services, TempDir};
+use mailoauth_harness::{
+    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services, TempDir,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailoauth");
 const USER: &str = "alice@example.test";
@@ -32,12 +34,16 @@ impl Client {
         s.set_nodelay(true).unwrap();
         let io: Box<dyn Io> = match tls {
             Some(config) => {
-                let conn = rustls::ClientConnection::new(config.clone(), "127.0.0.1".try_into().unwrap()).unwrap();
+                let conn =
+                    rustls::ClientConnection::new(config.clone(), "127.0.0.1".try_into().unwrap())
+                        .unwrap();
                 Box::new(rustls::StreamOwned::new(conn, s))
             }
             None => Box::new(s),
         };
-        let mut c = Client { io: BufReader::with_capacity(64 * 1024, io) };
+        let mut c = Client {
+            io: BufReader::with_capacity(64 * 1024, io),
+        };
         c.reply(220);
         c
     }
@@ -51,7 +57,10 @@ impl Client {
         loop {
             let mut l = String::new();
             self.io.read_line(&mut l).unwrap();
-            assert!(l.starts_with(&code.to_string()), "expected {code}, got {l:?}");
+            assert!(
+                l.starts_with(&code.to_string()),
+                "expected {code}, got {l:?}"
+            );
             if l.as_bytes().get(3) != Some(&b'-') {
                 return;
             }
@@ -59,7 +68,9 @@ impl Client {
     }
 
     fn send_message(&mut self, body: &[u8]) {
-        self.send(format!("MAIL FROM:<{USER}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").as_bytes());
+        self.send(
+            format!("MAIL FROM:<{USER}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").as_bytes(),
+        );
         self.reply(250);
         self.reply(250);
         self.reply(354);
@@ -70,13 +81,24 @@ impl Client {
 }
 
 fn main() {
-    let runs: usize = std::env::var("MAILOAUTH_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let runs: usize = std::env::var("MAILOAUTH_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
     let server = AuthServer::start(AuthServerOptions::default());
-    let dovecot = Dovecot::start(DovecotOptions::new(&server).mechanisms(Mechanisms::Both).services(Services::SUBMISSION))
-        .expect("Dovecot starts (run as root; tests/run installs it)");
+    let dovecot = Dovecot::start(
+        DovecotOptions::new(&server)
+            .mechanisms(Mechanisms::Both)
+            .services(Services::SUBMISSION),
+    )
+    .expect("Dovecot starts (run as root; tests/run installs it)");
     let home = TempDir::new("mo-benchsmtp").unwrap();
     let h = home.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = h.join("config.toml");
     std::fs::write(
         &config,
@@ -100,10 +122,19 @@ fn main() {
             .spawn()
             .unwrap();
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "mailoauth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mailoauth {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let issued = server.issue_tokens(USER, "mail");
@@ -117,18 +148,41 @@ fn main() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o600)).unwrap();
-    run(&["import", seed.to_str().unwrap(), USER, "--decryption-pipe", "cat"], None);
+    run(
+        &[
+            "import",
+            seed.to_str().unwrap(),
+            USER,
+            "--decryption-pipe",
+            "cat",
+        ],
+        None,
+    );
     run(&["passwd", USER], Some(&format!("{PASSWORD}\n")));
     let token = run(&["token", USER], None).trim().to_string();
-    let mut proxy = Command::new(BIN).arg("--config").arg(&config).arg("serve").env("HOME", h).env("MAILOAUTH_LOG", "warn").stderr(Stdio::null()).spawn().unwrap();
+    let mut proxy = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("HOME", h)
+        .env("MAILOAUTH_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
     let tls = mailoauth_harness::lineclient::tls_config(dovecot.ca_pem_path()).unwrap();
-    let bearer = mailoauth_harness::lineclient::oauthbearer(USER, &token, "127.0.0.1", dovecot.submissions_port());
+    let bearer = mailoauth_harness::lineclient::oauthbearer(
+        USER,
+        &token,
+        "127.0.0.1",
+        dovecot.submissions_port(),
+    );
     let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
-    let mut body = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: big\r\n\r\n".to_vec();
+    let mut body =
+        b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: big\r\n\r\n".to_vec();
     let line = format!("{}\r\n", "0123456789abcdef".repeat(4));
     while body.len() + line.len() <= SIZE {
         body.extend_from_slice(line.as_bytes());
@@ -159,7 +213,10 @@ fn main() {
     }
     let mbps = |t: Duration| (body.len() * runs) as f64 / t.as_secs_f64() / 1e6;
     let ratio = mbps(pt) / mbps(dt);
-    println!("SMTP proxy benchmark against the harness Dovecot submission ({runs} interleaved messages of {} MB each way)", body.len() >> 20);
+    println!(
+        "SMTP proxy benchmark against the harness Dovecot submission ({runs} interleaved messages of {} MB each way)",
+        body.len() >> 20
+    );
     println!(
         "send: direct {:.0} MB/s, through the proxy {:.0} MB/s, ratio {ratio:.2} ({} the goal of >= 0.95)",
         mbps(dt),

@@ -75,8 +75,15 @@ impl Proxy {
 
     /// Like [`Proxy::start`] for `protocol` (`imap`, `smtp`, `pop3`): its listener, and the
     /// account's server for it.
-    pub fn start_for(protocol: &str, server: &AuthServer, upstream: &str, ca: Option<&std::path::Path>, local: Local) -> Proxy {
-        let (env, port) = Proxy::configure_for(protocol, server, upstream, ca, local, "", BASE64_STORE);
+    pub fn start_for(
+        protocol: &str,
+        server: &AuthServer,
+        upstream: &str,
+        ca: Option<&std::path::Path>,
+        local: Local,
+    ) -> Proxy {
+        let (env, port) =
+            Proxy::configure_for(protocol, server, upstream, ca, local, "", BASE64_STORE);
         env.authorize_loopback(ALICE);
         set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
         Proxy::launch(env, port, local)

@@ -4,14 +4,20 @@
 use std::time::Duration;
 
 use base64::Engine;
-use mailoauth_harness::{AuthServer, AuthServerOptions, Curl, Dovecot, DovecotOptions, LineClient, Mechanisms, Services};
+use mailoauth_harness::{
+    AuthServer, AuthServerOptions, Curl, Dovecot, DovecotOptions, LineClient, Mechanisms, Services,
+};
 
 use super::*;
 
 fn setup(mechanisms: Mechanisms, implicit: bool, local: Local) -> (AuthServer, Dovecot, Proxy) {
     let server = AuthServer::start(AuthServerOptions::default());
-    let d = Dovecot::start(DovecotOptions::new(&server).mechanisms(mechanisms).services(Services::POP3))
-        .expect("the harness Dovecot starts");
+    let d = Dovecot::start(
+        DovecotOptions::new(&server)
+            .mechanisms(mechanisms)
+            .services(Services::POP3),
+    )
+    .expect("the harness Dovecot starts");
     d.deliver(ALICE, &message()).unwrap();
     let upstream = if implicit {
         format!("pop3s://127.0.0.1:{}", d.pop3s_port())
@@ -23,7 +29,9 @@ fn setup(mechanisms: Mechanisms, implicit: bool, local: Local) -> (AuthServer, D
 }
 
 fn message() -> Vec<u8> {
-    let mut m = b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: for POP3\r\n\r\n".to_vec();
+    let mut m =
+        b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: for POP3\r\n\r\n"
+            .to_vec();
     m.extend_from_slice("Grüße.\r\n.a line with a leading dot\r\nend\r\n".as_bytes());
     m
 }
@@ -32,7 +40,10 @@ fn raw(proxy: &Proxy) -> LineClient {
     let mut c = LineClient::connect_plain(proxy.port).unwrap();
     c.set_timeout(Duration::from_secs(30)).unwrap();
     let greeting = c.read_line().unwrap();
-    assert!(greeting.starts_with("+OK") && !greeting.contains('<'), "no APOP timestamp: {greeting}");
+    assert!(
+        greeting.starts_with("+OK") && !greeting.contains('<'),
+        "no APOP timestamp: {greeting}"
+    );
     c
 }
 
@@ -68,18 +79,25 @@ fn user_pass_with_spaces_and_auth_plain_retrieve_the_message() {
             caps.push(l);
         }
         let caps = caps.join("\n");
-        assert!(caps.contains("USER") && caps.contains("SASL PLAIN") && !caps.contains("XOAUTH2"), "{caps}");
+        assert!(
+            caps.contains("USER") && caps.contains("SASL PLAIN") && !caps.contains("XOAUTH2"),
+            "{caps}"
+        );
         c.send_line(&format!("USER {ALICE}")).unwrap();
         assert!(c.read_line().unwrap().starts_with("+OK"));
         // The local password has spaces: PASS takes the rest of the line verbatim.
         c.send_line(&format!("PASS {LOCAL_PASSWORD}")).unwrap();
         let ok = c.read_line().unwrap();
         assert!(ok.starts_with("+OK"), "{ok}\n{}", proxy.log());
-        assert!(retr(&mut c) == message(), "RETR returns exactly what was delivered");
+        assert!(
+            retr(&mut c) == message(),
+            "RETR returns exactly what was delivered"
+        );
         c.send_line("QUIT").unwrap();
 
         let mut c = raw(&proxy);
-        let ir = base64::engine::general_purpose::STANDARD.encode(format!("\0{ALICE}\0{LOCAL_PASSWORD}"));
+        let ir = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{ALICE}\0{LOCAL_PASSWORD}"));
         c.send_line(&format!("AUTH PLAIN {ir}")).unwrap();
         assert!(c.read_line().unwrap().starts_with("+OK"));
         c.send_line("STAT").unwrap();
@@ -96,7 +114,8 @@ fn failures_carry_rfc3206_codes() {
     c.send_line("PASS wrong").unwrap();
     let no = c.read_line().unwrap();
     assert!(no.starts_with("-ERR [AUTH]"), "{no}");
-    c.send_line("APOP alice 0123456789abcdef0123456789abcdef").unwrap();
+    c.send_line("APOP alice 0123456789abcdef0123456789abcdef")
+        .unwrap();
     assert!(c.read_line().unwrap().starts_with("-ERR"));
 
     server.revoke_user(ALICE);
@@ -105,7 +124,10 @@ fn failures_carry_rfc3206_codes() {
     c.read_line().unwrap();
     c.send_line(&format!("PASS {LOCAL_PASSWORD}")).unwrap();
     let perm = c.read_line().unwrap();
-    assert!(perm.starts_with("-ERR [SYS/PERM]") && perm.contains(&format!("authorize {ALICE}")), "{perm}");
+    assert!(
+        perm.starts_with("-ERR [SYS/PERM]") && perm.contains(&format!("authorize {ALICE}")),
+        "{perm}"
+    );
 }
 
 #[test]
@@ -139,7 +161,16 @@ fn curl_and_fetchmail_retrieve_with_a_plain_password() {
         .env("HOME", dir.path())
         .output()
         .expect("fetchmail is installed (tests/run installs it)");
-    assert!(out.status.success(), "fetchmail: {}\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), proxy.log());
+    assert!(
+        out.status.success(),
+        "fetchmail: {}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
     let got = std::fs::read_to_string(&inbox).unwrap();
-    assert!(got.contains("Subject: for POP3") && got.contains("a line with a leading dot"), "{got}");
+    assert!(
+        got.contains("Subject: for POP3") && got.contains("a line with a leading dot"),
+        "{got}"
+    );
 }
