@@ -251,3 +251,57 @@ fn curl_and_mutt_send_with_a_plain_password() {
         "{text}"
     );
 }
+
+#[test]
+fn ehlo_mirrors_the_servers_extensions_and_bdat_passes_through() {
+    let (_server, d, proxy) = setup(Mechanisms::Both, true, Local::Plain);
+    // The proxy probes Dovecot when it starts; once known, its extensions are advertised.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let ehlo = loop {
+        let mut c = raw(&proxy);
+        c.send_line("EHLO client.example").unwrap();
+        let ehlo = c.read_smtp_reply().unwrap().join("\n");
+        if ehlo.contains("CHUNKING") || std::time::Instant::now() > deadline {
+            break ehlo;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for keyword in ["CHUNKING", "8BITMIME", "PIPELINING", "SIZE"] {
+        assert!(
+            ehlo.contains(keyword),
+            "{keyword} missing:\n{ehlo}\n{}",
+            proxy.log()
+        );
+    }
+    assert!(
+        !ehlo.contains("STARTTLS") && !ehlo.contains("BURL imap\n250 AUTH"),
+        "{ehlo}"
+    );
+    // BDAT chunks with 8-bit bytes go through the splice untouched.
+    let mut c = raw(&proxy);
+    c.send_line("EHLO client.example").unwrap();
+    c.read_smtp_reply().unwrap();
+    c.send_line(&format!("AUTH PLAIN {}", plain_ir(LOCAL_PASSWORD)))
+        .unwrap();
+    assert!(c.read_smtp_reply().unwrap()[0].starts_with("235"));
+    c.send_line(&format!("MAIL FROM:<{ALICE}> BODY=8BITMIME"))
+        .unwrap();
+    assert!(c.read_smtp_reply().unwrap()[0].starts_with("250"));
+    c.send_line("RCPT TO:<bob@example.test>").unwrap();
+    assert!(c.read_smtp_reply().unwrap()[0].starts_with("250"));
+    let body = message("chunked");
+    let (first, second) = body.split_at(body.len() / 2);
+    c.send(format!("BDAT {}\r\n", first.len()).as_bytes())
+        .unwrap();
+    c.send(first).unwrap();
+    assert!(c.read_smtp_reply().unwrap()[0].starts_with("250"));
+    c.send(format!("BDAT {} LAST\r\n", second.len()).as_bytes())
+        .unwrap();
+    c.send(second).unwrap();
+    assert!(c.read_smtp_reply().unwrap()[0].starts_with("250"));
+    let got = d.sink().wait_for_messages(1, Duration::from_secs(20));
+    assert!(
+        got[0].data_without_received() == body.as_slice(),
+        "BDAT data arrived byte-identical"
+    );
+}
