@@ -44,6 +44,7 @@ pub use dovecot::{Dovecot, DovecotOptions, Mechanisms, Services};
 pub use error::HarnessError;
 pub use fakeimap::{AuthAnswer, FakeImap, FakeImapOptions, FakeTls};
 pub use fakepop3::{FakePop3, FakePop3Options, Pop3AuthAnswer};
+pub use fakesmtp::{FakeSmtp, FakeSmtpOptions, SmtpAuthAnswer, StoredMessage};
 pub use lineclient::LineClient;
 pub use smtpsink::{ReceivedMessage, SmtpSink};
 pub use testca::TestCa;
