@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::*;
 
 mod failures;
+mod fake;
 
 const MS_GREETING: &[u8] = b"220 BN0PR04CA0123.outlook.office365.com Microsoft ESMTP MAIL \
 Service ready at Sun, 29 Nov 2026 09:00:00 +0000 [08DD1234ABCD5678]\r\n";
