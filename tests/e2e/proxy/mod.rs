@@ -4,6 +4,7 @@
 mod clients;
 mod dovecot;
 mod fakes;
+mod fakes_smtp_pop3;
 mod pop3;
 mod smtp;
 
