@@ -288,10 +288,8 @@ mod tests {
         let mut idle_after_line = None;
         let result = poll_fn(|cx| {
             let poll = pump.poll(cx, Pin::new(&mut reader), Pin::new(&mut sink));
-            if poll.is_pending() {
-                if sink.len() > bulk.len() && idle_after_line.is_none() {
-                    idle_after_line = Some(pump.held());
-                }
+            if poll.is_pending() && sink.len() > bulk.len() && idle_after_line.is_none() {
+                idle_after_line = Some(pump.held());
             }
             poll
         })
@@ -312,7 +310,7 @@ mod tests {
     async fn byte_identical_through_small_pipes_in_both_directions() {
         // Tiny duplex pipes force partial reads and writes everywhere.
         let (mut client, mut client_peer) = tokio::io::duplex(7);
-        let (mut upstream, mut upstream_peer) = tokio::io::duplex(13);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(13);
         let task =
             tokio::spawn(
                 async move { splice(&mut client_peer, &mut upstream_peer, b"", b"").await },
