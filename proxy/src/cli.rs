@@ -50,12 +50,26 @@ pub enum Command {
         /// How long to wait for the browser (loopback flow), in seconds.
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         timeout: u64,
+        /// Run the flow in this process even when `mailoauth serve` runs (by default the
+        /// daemon runs it and uses the new tokens at once; this terminal shows the steps).
+        #[arg(long)]
+        local: bool,
     },
     /// Set the local password mail clients use to log in to the proxy as ACCOUNT (read from the
     /// terminal, or one line from stdin when it is not a terminal).
     Passwd { account: String },
-    /// Run the proxy: the listeners of [proxy.*] in the configuration, until SIGINT/SIGTERM.
+    /// Run the proxy: the listeners of [proxy.*] in the configuration, until SIGINT/SIGTERM
+    /// (SIGHUP re-reads the configuration).
     Serve,
+    /// Show each account's state: authorized or not, token expiry and age, last refresh, last
+    /// login per protocol (from a running daemon), last error. Exits 3 if one needs authorizing.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running daemon re-read its configuration (sessions in progress continue).
+    Reload,
     /// Move the refresh token of a mutt_oauth2.py token file into ACCOUNT's store, without
     /// authorizing again.
     Import {
@@ -152,9 +166,10 @@ pub fn main() -> ExitCode {
                 flow,
                 no_browser,
                 timeout,
+                local,
             }),
             _,
-        ) => commands::authorize::run(&cli, account, *flow, *no_browser, *timeout),
+        ) => commands::authorize::run(&cli, account, *flow, *no_browser, *timeout, *local),
         (
             Some(Command::Import {
                 file,
@@ -165,6 +180,8 @@ pub fn main() -> ExitCode {
         ) => commands::compat::import(&cli, file, account, decryption_pipe.as_deref()),
         (Some(Command::Passwd { account }), _) => commands::passwd::run(&cli, account),
         (Some(Command::Serve), _) => commands::serve::run(&cli),
+        (Some(Command::Status { json }), _) => commands::status::run(&cli, *json),
+        (Some(Command::Reload), _) => commands::reload::run(&cli),
         (None, Some(file)) => commands::compat::run(&cli, file),
         (None, None) => {
             use clap::CommandFactory;

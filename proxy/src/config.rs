@@ -21,6 +21,10 @@ use tokenlib::{FlowKind, SecretSource};
 pub struct Paths {
     pub config_file: PathBuf,
     pub state_dir: PathBuf,
+    /// Where the daemon's control socket lives: `$XDG_RUNTIME_DIR/mailoauth` (a per-login
+    /// tmpfs only the user can enter), else `STATE_DIR/run` (macOS, ssh sessions without
+    /// systemd-logind).
+    pub runtime_dir: PathBuf,
 }
 
 impl Paths {
@@ -40,10 +44,23 @@ impl Paths {
             None => xdg("XDG_CONFIG_HOME", ".config")?.join("mailoauth/config.toml"),
         };
         let state_dir = xdg("XDG_STATE_HOME", ".local/state")?.join("mailoauth");
+        let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+        {
+            Some(p) => p.join("mailoauth"),
+            None => state_dir.join("run"),
+        };
         Ok(Paths {
             config_file,
             state_dir,
+            runtime_dir,
         })
+    }
+
+    /// The daemon's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.runtime_dir.join("control.sock")
     }
 }
 
@@ -51,6 +68,12 @@ impl Paths {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Run when an account needs re-authorization, its refresh keeps failing, or its refresh
+    /// token is about to expire: split like a shell command line, with the account and a
+    /// plain-language message appended as two arguments (also in `MAILOAUTH_ACCOUNT` and
+    /// `MAILOAUTH_MESSAGE`). Example: `notify_command = "notify-send mailoauth"`.
+    #[serde(default)]
+    pub notify_command: Option<String>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]

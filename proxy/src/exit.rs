@@ -45,14 +45,16 @@ impl Failure {
 
     /// A token-engine error, with the exact command to run when re-authorization is the cure.
     pub fn from_refresh(cli: &Cli, account: &str, err: &RefreshError) -> Failure {
+        Failure::from_refresh_with(&authorize_command(cli, account), err)
+    }
+
+    /// [`Failure::from_refresh`] with the re-authorization command already made.
+    pub fn from_refresh_with(authorize: &str, err: &RefreshError) -> Failure {
         let base = err.to_string();
         match err.next_step() {
             NextStep::Reauthorize => Failure::new(
                 NEEDS_AUTHORIZATION,
-                format!(
-                    "{base}\nTo authorize it, run in a terminal:\n    {}",
-                    authorize_command(cli, account)
-                ),
+                format!("{base}\nTo authorize it, run in a terminal:\n    {authorize}"),
             ),
             NextStep::RetryLater => Failure::new(
                 TEMPORARY,

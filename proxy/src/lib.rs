@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod credentials;
 pub mod daemon;

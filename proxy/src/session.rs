@@ -317,6 +317,7 @@ async fn unlock(
 
 /// Maps a token error to the answer the client gets.
 fn token_failure(shared: &Shared, account: &str, e: &RefreshError) -> LoginFailure {
+    crate::daemon::report_refresh_failure(shared, account, e);
     match e {
         RefreshError::NotAuthorized { .. } | RefreshError::NeedsReauthorization { .. } => {
             LoginFailure::Reauthorize(format!(
@@ -436,6 +437,8 @@ async fn authenticate<P: Protocol>(
             UpstreamEvent::Authenticated => {
                 facts.mechanism = conn.core.mechanism();
                 P::learned(&conn.core, shared, upstream);
+                shared.activity.logged_in(login.user(), P::NAME);
+                shared.notifier.recovered(login.user());
                 return Ok((conn.server, conn.core.into_client_bytes()));
             }
             UpstreamEvent::Rejected { status, text } if !retried => {

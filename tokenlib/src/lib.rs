@@ -17,5 +17,5 @@ pub mod token;
 
 pub use account::{Account, FlowKind, SecretSource};
 pub use refresh::{RefreshError, Refresher};
-pub use store::{Store, StoreError};
+pub use store::{AccountState, Store, StoreError};
 pub use token::{Grant, TokenSet};

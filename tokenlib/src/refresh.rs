@@ -184,6 +184,7 @@ impl Refresher {
                 self.with_lock(lock, move |store, lock| {
                     store.save(&lock, &saved)?;
                     store.update_state(&lock, |s| {
+                        s.note_tokens(&saved);
                         s.last_refresh = Some(requested_at);
                         s.last_error = None;
                         s.last_error_at = None;
@@ -314,6 +315,7 @@ impl Refresher {
             let lock = store.lock(name)?;
             store.save(&lock, &saved)?;
             store.update_state(&lock, |s| {
+                s.note_tokens(&saved);
                 let now = now_unix();
                 s.authorized_at = Some(now);
                 s.needs_reauthorization = None;

@@ -50,6 +50,9 @@ pub struct TokenSet {
     pub refresh_token: Option<SecretString>,
     /// When the current refresh token was issued (Unix seconds), to warn before it ages out.
     pub refresh_issued_at: Option<i64>,
+    /// When the provider said the refresh token stops working (Google's
+    /// `refresh_token_expires_in`, sent for apps in "Testing": 7 days), if it said.
+    pub refresh_expires_at: Option<i64>,
     /// Scopes the provider granted, space-separated, if it said.
     pub scope: Option<String>,
     /// How these tokens were obtained.
@@ -69,6 +72,7 @@ impl std::fmt::Debug for TokenSet {
                 &self.refresh_token.as_ref().map(|_| "[REDACTED]"),
             )
             .field("refresh_issued_at", &self.refresh_issued_at)
+            .field("refresh_expires_at", &self.refresh_expires_at)
             .field("scope", &self.scope)
             .field("grant", &self.grant)
             .finish()
@@ -101,6 +105,9 @@ impl TokenSet {
         if renewed.refresh_token.is_some() {
             self.refresh_token = renewed.refresh_token;
             self.refresh_issued_at = renewed.refresh_issued_at;
+            self.refresh_expires_at = renewed.refresh_expires_at;
+        } else if renewed.refresh_expires_at.is_some() {
+            self.refresh_expires_at = renewed.refresh_expires_at;
         }
         if renewed.scope.is_some() {
             self.scope = renewed.scope;
@@ -116,6 +123,9 @@ pub struct TokenResponse {
     expires_in: Option<i64>,
     #[serde(default)]
     refresh_token: Option<SecretString>,
+    /// Google, for apps in "Testing": the refresh token's remaining life in seconds.
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    refresh_token_expires_in: Option<i64>,
     #[serde(default)]
     scope: Option<String>,
     #[serde(default)]
@@ -127,6 +137,7 @@ impl std::fmt::Debug for TokenResponse {
         f.debug_struct("TokenResponse")
             .field("expires_in", &self.expires_in)
             .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("refresh_token_expires_in", &self.refresh_token_expires_in)
             .field("scope", &self.scope)
             .field("token_type", &self.token_type)
             .finish_non_exhaustive()
@@ -166,11 +177,16 @@ impl TokenResponse {
             .unwrap_or(DEFAULT_LIFETIME_SECS)
             .min(MAX_LIFETIME_SECS);
         let refresh_issued_at = self.refresh_token.as_ref().map(|_| requested_at);
+        let refresh_expires_at = self
+            .refresh_token_expires_in
+            .filter(|s| *s > 0)
+            .map(|s| requested_at.saturating_add(s.min(MAX_LIFETIME_SECS)));
         TokenSet {
             access_token: self.access_token,
             expires_at: requested_at.saturating_add(lifetime),
             refresh_token: self.refresh_token.filter(|t| !t.expose_secret().is_empty()),
             refresh_issued_at,
+            refresh_expires_at,
             scope: self.scope,
             grant,
         }
@@ -210,6 +226,23 @@ mod tests {
 
     fn parse(body: &str) -> TokenResponse {
         TokenResponse::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn googles_refresh_token_expires_in_is_kept_and_survives_a_refresh_without_a_new_one() {
+        // Google, app in "Testing": the refresh token lives 7 days.
+        let mut t = parse(
+            r#"{"access_token":"a","expires_in":3599,"refresh_token":"r","refresh_token_expires_in":604799}"#,
+        )
+        .into_token_set(1000, Grant::User);
+        assert_eq!(t.refresh_expires_at, Some(1000 + 604_799));
+        // A later refresh answer without a new refresh token keeps the announced end.
+        t.absorb(parse(r#"{"access_token":"b","expires_in":3599}"#), 5000);
+        assert_eq!(t.refresh_expires_at, Some(1000 + 604_799));
+        // Providers that say nothing: nothing announced.
+        let plain =
+            parse(r#"{"access_token":"a","refresh_token":"r"}"#).into_token_set(1, Grant::User);
+        assert_eq!(plain.refresh_expires_at, None);
     }
 
     #[test]

@@ -48,6 +48,7 @@ async fn setup(server: &AuthServer, dir: &TempDir) -> (Arc<Refresher>, Account) 
         expires_at: now_unix() + 60,
         refresh_token: Some(SecretString::from(issued.refresh_token)),
         refresh_issued_at: Some(now_unix()),
+        refresh_expires_at: None,
         scope: None,
         grant: Grant::User,
     };

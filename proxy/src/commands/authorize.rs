@@ -1,4 +1,9 @@
 //! `mailoauth authorize ACCOUNT`: runs the account's flow (or `--flow`) and stores the tokens.
+//!
+//! When `mailoauth serve` runs with this configuration, the flow runs inside it (unless
+//! `--local`): this terminal shows the URL or device code and passes a pasted answer back, and
+//! the daemon uses the new tokens at once. That is how a headless daemon is re-authorized over
+//! ssh without a restart or port forwarding (paste or device flow).
 
 use std::time::Duration;
 
@@ -16,6 +21,7 @@ use crate::exit::{
 };
 use crate::terminal::TerminalPrompter;
 use crate::{Cli, FlowArg};
+use tokenlib::flow::Prompter;
 
 pub fn run(
     cli: &Cli,
@@ -23,11 +29,15 @@ pub fn run(
     flow: Option<FlowArg>,
     no_browser: bool,
     timeout: u64,
+    local: bool,
 ) -> Result<(), Failure> {
     let (paths, config) = load_config(cli)?;
     let account_cfg = config
         .account(name)
         .map_err(|e| Failure::new(CONFIGURATION, format!("{e:#}")))?;
+    if !local && in_daemon(&paths, name, flow, no_browser)? {
+        return Ok(());
+    }
     let mut account = token_account(name, account_cfg);
     if let Some(flow) = flow {
         account.flow = match flow {
@@ -83,7 +93,7 @@ pub fn run(
 }
 
 /// Flows a provider is known to refuse: fail before sending the user anywhere.
-fn refuse_known_dead_ends(account: &Account) -> Result<(), Failure> {
+pub fn refuse_known_dead_ends(account: &Account) -> Result<(), Failure> {
     if account.provider == ProviderKind::Google
         && account.flow == FlowKind::Device
         && account.scopes.iter().any(|s| s == known::GOOGLE_MAIL_SCOPE)
@@ -152,4 +162,100 @@ fn unlock_with_local_password(
     store
         .unlock_for_new_record(name, &password)
         .map_err(|e| Failure::new(ERROR, e.to_string()))
+}
+
+/// Runs the flow inside the running daemon; `false` when no daemon runs this configuration.
+fn in_daemon(
+    paths: &crate::config::Paths,
+    name: &str,
+    flow: Option<FlowArg>,
+    no_browser: bool,
+) -> Result<bool, Failure> {
+    use super::daemon_link;
+    use crate::control::{Reply, Request, Secret};
+    let Some(mut client) = daemon_link::connect(paths)? else {
+        return Ok(false);
+    };
+    let flow = flow.map(|f| {
+        match f {
+            FlowArg::Loopback => "loopback",
+            FlowArg::Paste => "paste",
+            FlowArg::Device => "device",
+            FlowArg::ClientCredentials => "client-credentials",
+        }
+        .to_string()
+    });
+    let request = Request::Authorize {
+        account: name.to_string(),
+        config: daemon_link::config_path(paths),
+        flow,
+    };
+    let prompter = TerminalPrompter {
+        account: name.to_string(),
+    };
+    let mut announced = false;
+    let reply = client
+        .call(&request, |client, reply| {
+            if !announced {
+                eprintln!("(the running mailoauth serve runs this authorization and uses the new tokens at once)");
+                announced = true;
+            }
+            match reply {
+                Reply::Url { url } => match url::Url::parse(&url) {
+                    Ok(url) => prompter.show_authorization_url(&url, !no_browser),
+                    Err(_) => eprintln!("{url}"),
+                },
+                Reply::Device {
+                    verification_uri,
+                    user_code,
+                    verification_uri_complete,
+                    message,
+                    expires_in,
+                } => prompter.show_device_code(&tokenlib::flow::DeviceInstructions {
+                    verification_uri,
+                    user_code,
+                    verification_uri_complete,
+                    message,
+                    expires_in: Duration::from_secs(expires_in),
+                }),
+                Reply::Ask { prompt } => {
+                    let answer = read_pasted(&prompt)?;
+                    client.send(&Request::Paste {
+                        answer: Secret(answer),
+                    })?;
+                }
+                Reply::Note { message } => eprintln!("{message}"),
+                _ => {}
+            }
+            Ok(())
+        })
+        .map_err(daemon_link::io_failure)?;
+    match reply {
+        Reply::Done { message } => {
+            eprintln!("{message}");
+            Ok(true)
+        }
+        Reply::Error { exit, message } => Err(Failure::new(exit, message)),
+        Reply::OtherConfig { .. } => Ok(false),
+        other => Err(Failure::new(
+            ERROR,
+            format!("the mailoauth daemon answered {other:?} to authorize"),
+        )),
+    }
+}
+
+/// Reads the pasted redirect address or code from the terminal (or one stdin line).
+fn read_pasted(prompt: &str) -> std::io::Result<secrecy::SecretString> {
+    use std::io::{BufRead, Write};
+    eprintln!("{prompt}");
+    eprint!("> ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "standard input is closed",
+        ));
+    }
+    Ok(secrecy::SecretString::from(line.trim().to_string()))
 }

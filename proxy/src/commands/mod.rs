@@ -2,8 +2,11 @@
 
 pub mod authorize;
 pub mod compat;
+pub mod daemon_link;
 pub mod passwd;
+pub mod reload;
 pub mod serve;
+pub mod status;
 pub mod token;
 
 use crate::Cli;

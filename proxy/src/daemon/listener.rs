@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::{Shared, Shutdown};
+use super::{Daemon, Shutdown};
 use crate::config::ListenerTls;
 
 /// The mail protocols the proxy serves.
@@ -42,7 +42,7 @@ pub struct ListenerContext {
 pub async fn accept_loop(
     socket: TcpListener,
     ctx: Arc<ListenerContext>,
-    shared: Arc<Shared>,
+    daemon: Arc<Daemon>,
     mut shutdown: Shutdown,
     max: usize,
 ) {
@@ -70,7 +70,8 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let (ctx, shared, shutdown) = (ctx.clone(), shared.clone(), shutdown.clone());
+        // Each session keeps the configuration it started with, across reloads.
+        let (ctx, shared, shutdown) = (ctx.clone(), daemon.shared(), shutdown.clone());
         let guard = shutdown.session();
         tokio::spawn(async move {
             use crate::session::run;

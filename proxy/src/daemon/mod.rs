@@ -1,21 +1,32 @@
 //! `mailoauth serve`: the listeners of the configuration, each with its accept loop, the
-//! background token refresher, and graceful shutdown on SIGINT/SIGTERM (stop accepting, let
-//! sessions finish for a bounded time).
+//! background token refresher, the control socket, reload on SIGHUP (or `mailoauth reload`), and
+//! graceful shutdown on SIGINT/SIGTERM (stop accepting, let sessions finish for a bounded time).
+//!
+//! Reload: the new configuration is read and checked completely before anything changes; a bad
+//! one is refused with its reason and the old one stays in force. Then new sessions see the new
+//! accounts (sessions in progress keep the [`Shared`] they started with, so a spliced session is
+//! never touched), listeners whose settings changed are closed and bound again, and the
+//! token engine is kept when the store did not change (unlocked keys and cached tokens stay).
 
+mod activity;
 mod extensions;
 mod listener;
+mod notify;
 mod refresh;
 mod shutdown;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokenlib::{Account, Refresher};
 
+pub use activity::Activity;
 pub use extensions::ExtensionCache;
 pub use listener::{ListenerContext, Protocol};
+pub use notify::Notifier;
+pub use refresh::{expiry_warning, report as report_refresh_failure};
 pub use shutdown::Shutdown;
 
 use crate::accounts::{open_store, token_account};
@@ -41,7 +52,11 @@ pub struct Shared {
     /// Printed in re-authorization answers: the command that fixes the account.
     pub config_arg: Option<String>,
     /// What the upstream servers advertise (SMTP, POP3), for what clients are told before login.
-    pub extensions: ExtensionCache,
+    pub extensions: Arc<ExtensionCache>,
+    /// Last logins, for `status` (kept across reloads).
+    pub activity: Arc<Activity>,
+    /// Tells the user when an account needs attention (kept across reloads).
+    pub notifier: Arc<Notifier>,
 }
 
 impl Shared {
@@ -116,26 +131,169 @@ pub fn shared(
         refresher: Arc::new(Refresher::new(open_store(config, paths))),
         credentials: Credentials::new(paths.state_dir.join("passwords")),
         config_arg,
-        extensions: ExtensionCache::default(),
+        extensions: Arc::default(),
+        activity: Arc::default(),
+        notifier: Arc::new(Notifier::new(config.notify_command.as_deref())),
     })
 }
 
-/// Runs the proxy until SIGINT or SIGTERM.
-pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> anyhow::Result<()> {
-    let shared = Arc::new(shared(&config, &paths, config_arg)?);
+/// The running daemon: what sessions share now, and what a reload changes.
+pub struct Daemon {
+    current: RwLock<Arc<Shared>>,
+    pub paths: Paths,
+    config_arg: Option<String>,
+    pub shutdown: Shutdown,
+    /// The store settings the token engine was built with (a reload keeps the engine if equal).
+    store_settings: Mutex<String>,
+    /// The running listeners; reloads take this lock, so two never overlap.
+    listeners: tokio::sync::Mutex<Vec<RunningListener>>,
+}
+
+/// One bound socket and its accept loop.
+struct RunningListener {
+    /// Protocol, address and the listener's settings: equal keys need no re-binding.
+    key: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    /// What new sessions use.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.current.read().expect("daemon state poisoned").clone()
+    }
+
+    /// The configuration file this daemon runs.
+    pub fn config_file(&self) -> &std::path::Path {
+        &self.paths.config_file
+    }
+
+    /// Re-reads the configuration; on success returns a summary of what changed.
+    pub async fn reload(self: &Arc<Daemon>) -> Result<String, String> {
+        let mut running = self.listeners.lock().await;
+        let config = Config::load(&self.paths.config_file)
+            .map_err(|e| format!("{e:#}; the previous configuration stays in force"))?;
+        let planned = plan_listeners(&config, &self.paths)
+            .map_err(|e| format!("{e:#}; the previous configuration stays in force"))?;
+        if planned.is_empty() {
+            return Err(
+                "the new configuration has no listener; the previous configuration stays in force"
+                    .into(),
+            );
+        }
+        let old = self.shared();
+        let mut next = shared(&config, &self.paths, self.config_arg.clone())
+            .map_err(|e| format!("{e:#}; the previous configuration stays in force"))?;
+        let store_settings = format!("{:?}", config.store);
+        {
+            let mut settings = self.store_settings.lock().expect("daemon state poisoned");
+            if *settings == store_settings {
+                next.refresher = old.refresher.clone();
+            }
+            *settings = store_settings;
+        }
+        next.extensions = old.extensions.clone();
+        next.activity = old.activity.clone();
+        old.notifier.set_command(config.notify_command.as_deref());
+        next.notifier = old.notifier.clone();
+        let next = Arc::new(next);
+        *self.current.write().expect("daemon state poisoned") = next.clone();
+        if config.proxy.smtp.is_some() {
+            probe_all::<crate::smtp::Smtp>(&next);
+        }
+        if config.proxy.pop3.is_some() {
+            probe_all::<crate::pop3::Pop3>(&next);
+        }
+        // Listeners: keep the unchanged ones, close the others, bind the new ones.
+        let mut kept = Vec::new();
+        let (mut closed, mut bound) = (0, 0);
+        for listener in running.drain(..) {
+            if planned.iter().any(|p| p.key == listener.key) {
+                kept.push(listener);
+            } else {
+                listener.task.abort();
+                let _ = listener.task.await;
+                closed += 1;
+            }
+        }
+        let mut errors = Vec::new();
+        for plan in planned {
+            if kept.iter().any(|k| k.key == plan.key) {
+                continue;
+            }
+            match plan.bind().await {
+                Ok(socket) => {
+                    kept.push(self.start_listener(plan, socket, config.proxy.max_connections));
+                    bound += 1;
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        *running = kept;
+        let summary = format!(
+            "configuration reloaded: {} accounts, {} listeners kept, {closed} closed, {bound} bound",
+            next.accounts.len(),
+            running.len() - bound
+        );
+        tracing::info!("{summary}");
+        if errors.is_empty() {
+            Ok(summary)
+        } else {
+            Err(format!("{summary}; but: {}", errors.join("; ")))
+        }
+    }
+
+    fn start_listener(
+        self: &Arc<Daemon>,
+        plan: PlannedListener,
+        socket: tokio::net::TcpListener,
+        max_connections: usize,
+    ) -> RunningListener {
+        let task = tokio::spawn(listener::accept_loop(
+            socket,
+            plan.ctx,
+            self.clone(),
+            self.shutdown.clone(),
+            max_connections,
+        ));
+        RunningListener {
+            key: plan.key,
+            task,
+        }
+    }
+}
+
+/// A listener the configuration asks for, ready to bind.
+struct PlannedListener {
+    key: String,
+    addr: std::net::SocketAddr,
+    ctx: Arc<ListenerContext>,
+}
+
+impl PlannedListener {
+    async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let socket = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for {}",
+                    self.addr,
+                    self.ctx.protocol.name()
+                )
+            })?;
+        tracing::info!(addr = %self.addr, protocol = self.ctx.protocol.name(), tls = ?self.ctx.tls, "listening");
+        Ok(socket)
+    }
+}
+
+/// Every listener of `config`, with its TLS identity loaded (so a bad certificate fails the
+/// start or the reload before anything is bound).
+fn plan_listeners(config: &Config, paths: &Paths) -> anyhow::Result<Vec<PlannedListener>> {
     let listeners = [
-        (Protocol::Imap, config.proxy.imap.clone()),
-        (Protocol::Smtp, config.proxy.smtp.clone()),
-        (Protocol::Pop3, config.proxy.pop3.clone()),
+        (Protocol::Imap, &config.proxy.imap),
+        (Protocol::Smtp, &config.proxy.smtp),
+        (Protocol::Pop3, &config.proxy.pop3),
     ];
-    if config.proxy.smtp.is_some() {
-        probe_all::<crate::smtp::Smtp>(&shared);
-    }
-    if config.proxy.pop3.is_some() {
-        probe_all::<crate::pop3::Pop3>(&shared);
-    }
-    let shutdown = Shutdown::new();
-    let mut running = Vec::new();
+    let mut planned = Vec::new();
     for (protocol, listener) in listeners {
         let Some(listener) = listener else { continue };
         let identity = match listener.tls {
@@ -160,42 +318,69 @@ pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> an
             None => None,
         };
         for addr in &listener.listen {
-            let socket = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} for {}", protocol.name()))?;
-            tracing::info!(%addr, protocol = protocol.name(), tls = ?listener.tls, "listening");
-            let ctx = Arc::new(ListenerContext {
-                protocol,
-                tls: listener.tls,
-                require_tls: listener.require_tls,
-                acceptor: acceptor.clone(),
+            planned.push(PlannedListener {
+                key: format!("{} {addr} {listener:?}", protocol.name()),
+                addr: *addr,
+                ctx: Arc::new(ListenerContext {
+                    protocol,
+                    tls: listener.tls,
+                    require_tls: listener.require_tls,
+                    acceptor: acceptor.clone(),
+                }),
             });
-            running.push(tokio::spawn(listener::accept_loop(
-                socket,
-                ctx,
-                shared.clone(),
-                shutdown.clone(),
-                config.proxy.max_connections,
-            )));
         }
     }
-    if running.is_empty() {
+    Ok(planned)
+}
+
+/// Runs the proxy until SIGINT or SIGTERM; SIGHUP reloads the configuration.
+pub async fn run(config: Config, paths: Paths, config_arg: Option<String>) -> anyhow::Result<()> {
+    let planned = plan_listeners(&config, &paths)?;
+    if planned.is_empty() {
         anyhow::bail!(
             "no listener is configured: add a [proxy.imap] (or [proxy.smtp], [proxy.pop3]) table with listen = \"127.0.0.1:1143\" to the configuration"
         );
     }
-    let refresh = tokio::spawn(refresh::keep_fresh(shared.clone(), shutdown.clone()));
-    wait_for_signal().await?;
+    let first = Arc::new(shared(&config, &paths, config_arg.clone())?);
+    if config.proxy.smtp.is_some() {
+        probe_all::<crate::smtp::Smtp>(&first);
+    }
+    if config.proxy.pop3.is_some() {
+        probe_all::<crate::pop3::Pop3>(&first);
+    }
+    let control = crate::control::server::bind(&paths)?;
+    let daemon = Arc::new(Daemon {
+        current: RwLock::new(first),
+        paths,
+        config_arg,
+        shutdown: Shutdown::new(),
+        store_settings: Mutex::new(format!("{:?}", config.store)),
+        listeners: tokio::sync::Mutex::new(Vec::new()),
+    });
+    {
+        let mut running = daemon.listeners.lock().await;
+        for plan in planned {
+            let socket = plan.bind().await?;
+            running.push(daemon.start_listener(plan, socket, config.proxy.max_connections));
+        }
+    }
+    let control_path = control.path.clone();
+    tracing::info!(socket = %control_path.display(), "control socket ready");
+    let control_task = tokio::spawn(crate::control::server::serve(daemon.clone(), control));
+    let refresh = tokio::spawn(refresh::keep_fresh(daemon.clone()));
+    wait_for_signal(&daemon).await?;
     tracing::info!(
         "shutting down: no new connections; sessions get {} s to finish",
         SHUTDOWN_GRACE.as_secs()
     );
-    shutdown.trigger();
-    for task in running {
-        let _ = task.await;
+    daemon.shutdown.trigger();
+    control_task.abort();
+    let _ = std::fs::remove_file(&control_path);
+    for listener in daemon.listeners.lock().await.drain(..) {
+        let _ = listener.task.await;
     }
     refresh.abort();
-    if tokio::time::timeout(SHUTDOWN_GRACE, shutdown.sessions_done())
+    if tokio::time::timeout(SHUTDOWN_GRACE, daemon.shutdown.sessions_done())
         .await
         .is_err()
     {
@@ -228,13 +413,21 @@ fn probe_all<P: crate::session::Protocol>(shared: &Arc<Shared>) {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGINT or SIGTERM; reloads on each SIGHUP meanwhile.
+async fn wait_for_signal(daemon: &Arc<Daemon>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                if let Err(e) = daemon.reload().await {
+                    tracing::error!("reload failed: {e}");
+                }
+            }
+        }
     }
-    Ok(())
 }

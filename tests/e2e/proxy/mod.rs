@@ -2,6 +2,7 @@
 //! OAuth-only Dovecot (and scripted fake upstreams for what Dovecot cannot do).
 
 mod clients;
+mod control;
 mod dovecot;
 mod fakes;
 mod fakes_smtp_pop3;
@@ -182,6 +183,33 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the proxy runs").id()
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The proxy's log so far.

@@ -74,6 +74,8 @@ struct RecordFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refresh_issued_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
 }
 
@@ -105,6 +107,25 @@ pub struct AccountState {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<i64>,
+    /// When the stored access token expires (Unix seconds): `status` reads it here, so it never
+    /// has to unseal a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+    /// When the stored refresh token was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_issued_at: Option<i64>,
+    /// When the provider said the stored refresh token stops working, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<i64>,
+}
+
+impl AccountState {
+    /// Copies the non-secret facts of freshly saved tokens.
+    pub fn note_tokens(&mut self, tokens: &crate::token::TokenSet) {
+        self.access_expires_at = Some(tokens.expires_at);
+        self.refresh_issued_at = tokens.refresh_issued_at;
+        self.refresh_expires_at = tokens.refresh_expires_at;
+    }
 }
 
 /// Proof that the caller holds an account's writer lock; required to save.
@@ -301,6 +322,7 @@ impl Store {
             expires_at: file.expires_at,
             refresh_token: file.refresh_token.clone().map(SecretString::from),
             refresh_issued_at: file.refresh_issued_at,
+            refresh_expires_at: file.refresh_expires_at,
             scope: file.scope.clone(),
             grant: file.grant,
         }))
@@ -365,6 +387,7 @@ impl Store {
                 .as_ref()
                 .map(|t| t.expose_secret().to_string()),
             refresh_issued_at: tokens.refresh_issued_at,
+            refresh_expires_at: tokens.refresh_expires_at,
             scope: tokens.scope.clone(),
         };
         Zeroizing::new(serde_json::to_vec(&file).expect("record serializes"))
@@ -427,6 +450,7 @@ mod tests {
             expires_at: 1_000,
             refresh_token: refresh.map(|r| SecretString::from(r.to_string())),
             refresh_issued_at: Some(5),
+            refresh_expires_at: None,
             scope: Some("mail".into()),
             grant: Grant::User,
         }

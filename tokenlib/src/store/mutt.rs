@@ -35,6 +35,7 @@ pub fn decode(plain: &[u8]) -> Result<Option<TokenSet>, String> {
         expires_at,
         refresh_token: (!refresh.is_empty()).then(|| SecretString::from(refresh.to_string())),
         refresh_issued_at: None,
+        refresh_expires_at: None,
         scope: None,
         grant: Grant::User,
     }))
@@ -133,6 +134,7 @@ mod tests {
             expires_at: 1_900_000_000,
             refresh_token: None,
             refresh_issued_at: None,
+            refresh_expires_at: None,
             scope: None,
             grant: Grant::User,
         };
