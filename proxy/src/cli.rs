@@ -19,6 +19,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "MAILOAUTH_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Log at debug level, including each proxied session's pre-login protocol exchange with
+    /// every secret replaced by a fingerprint (same as MAILOAUTH_LOG=debug). With a
+    /// mutt_oauth2.py TOKENFILE: also show the file's fields (secrets as fingerprints).
+    #[arg(short = 'd', long, global = true)]
+    pub debug: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -120,9 +126,6 @@ pub struct CompatArgs {
     /// Explain what happens (on stderr).
     #[arg(short = 'v', long, requires = "tokenfile")]
     pub verbose: bool,
-    /// Show the token file's fields (secrets as fingerprints only, on stderr).
-    #[arg(short = 'd', long, requires = "tokenfile")]
-    pub debug: bool,
     /// Command that encrypts the token file (stdin to stdout), e.g. "gpg --encrypt -r me".
     #[arg(long, requires = "tokenfile", value_name = "COMMAND")]
     pub encryption_pipe: Option<String>,
@@ -148,7 +151,11 @@ pub struct CompatArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Some(Command::Serve));
-    terminal::init_logging(if serving { "info" } else { "warn" });
+    terminal::init_logging(match (cli.debug, serving) {
+        (true, _) => "debug",
+        (false, true) => "info",
+        (false, false) => "warn",
+    });
     let result = match (&cli.command, &cli.compat.tokenfile) {
         (Some(_), Some(file)) => Err(exit::Failure::new(
             exit::USAGE,

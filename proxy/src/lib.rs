@@ -23,5 +23,6 @@ pub mod smtp;
 pub mod splice;
 pub mod stream;
 pub mod terminal;
+pub mod trace;
 
 pub use cli::{Cli, FlowArg, TokenFormat};

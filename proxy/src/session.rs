@@ -24,6 +24,7 @@ use crate::credentials::Verdict;
 use crate::daemon::{AccountEntry, ListenerContext, Shared, Shutdown};
 use crate::splice::{Counters, splice};
 use crate::stream::Stream;
+use crate::trace::Direction;
 
 /// The whole pre-auth phase (greeting to successful login) may take this long.
 const LOGIN_DEADLINE: Duration = Duration::from_secs(180);
@@ -146,7 +147,9 @@ async fn session<P: Protocol>(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let event = core.next_event();
-        write_all(&mut client, &core.take_output()).await?;
+        let out = core.take_output();
+        crate::trace::log(P::NAME, Direction::ToClient, &out);
+        write_all(&mut client, &out).await?;
         match event {
             None => {
                 let n = tokio::select! {
@@ -165,6 +168,7 @@ async fn session<P: Protocol>(
                 if n == 0 {
                     return Ok(Outcome::NoLogin("client closed"));
                 }
+                crate::trace::log(P::NAME, Direction::Client, &buf[..n]);
                 core.feed(&buf[..n]);
             }
             Some(ClientEvent::Close) => {
@@ -375,6 +379,7 @@ impl<'a, P: Protocol> UpstreamConn<'a, P> {
         loop {
             let event = self.core.next_event();
             let out = self.core.take_output();
+            crate::trace::log(P::NAME, Direction::ToServer, &out);
             if !out.is_empty() {
                 self.server
                     .write_all(&out)
@@ -395,6 +400,7 @@ impl<'a, P: Protocol> UpstreamConn<'a, P> {
                     if n == 0 {
                         self.core.eof();
                     } else {
+                        crate::trace::log(P::NAME, Direction::Server, &self.buf[..n]);
                         self.core.feed(&self.buf[..n]);
                     }
                 }

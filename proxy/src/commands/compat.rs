@@ -88,7 +88,7 @@ pub fn run(cli: &Cli, file: &Path) -> Result<(), Failure> {
             ));
         }
     };
-    if args.debug {
+    if cli.debug {
         debug_dump(&fields, tokens.as_ref());
     }
     let session = Session {

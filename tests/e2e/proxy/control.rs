@@ -145,6 +145,31 @@ fn token_and_status_come_from_the_daemon_which_alone_can_open_a_password_store()
 }
 
 #[test]
+fn token_comes_from_the_daemon_for_its_own_configuration_only() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server);
+    let proxy = Proxy::start(&server, &imaps(&d), Some(d.ca_pem_path()), Local::Plain, "");
+    ok(&login(&mut proxy.client(), LOCAL_PASSWORD), "a1");
+    // The command-sealed record goes away on disk: only the daemon (which holds the token)
+    // can still answer, so a success proves the token came through the socket.
+    let record = proxy.env.tokens_dir().join(format!("{ALICE}.sealed"));
+    std::fs::remove_file(&record).expect("the command store's record");
+    let out = proxy.env.run(&["token", ALICE]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let out = proxy.env.run(&["token", ALICE, "--format", "xoauth2"]);
+    assert!(out.status.success(), "{}", out.stderr_text());
+    // Another configuration file (a copy): the daemon says it is not its own, and the command
+    // goes to the store itself, where there is nothing now.
+    let copy = proxy.env.home.path().join("copy.toml");
+    std::fs::copy(&proxy.env.config, &copy).unwrap();
+    let out = proxy
+        .env
+        .run(&["--config", copy.to_str().unwrap(), "token", ALICE]);
+    assert_eq!(out.code(), 3, "{}", out.stderr_text());
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn a_revoked_account_is_reauthorized_through_the_daemon_without_a_restart() {
     let server = AuthServer::start(AuthServerOptions {
         device_interval: Duration::from_secs(1),

@@ -58,6 +58,26 @@ fn gmail_challenge_is_answered_refreshed_and_retried_once() {
             "a secret appears in the proxy log:\n{log}"
         );
     }
+    // The protocol trace (debug level) shows the exchange, secrets as fingerprints: the
+    // client's LOGIN without its password, the proxy's AUTHENTICATE without the SASL response,
+    // the server's challenge and answers.
+    assert!(
+        log.contains(&format!("C->P a1 LOGIN {ALICE} [secret ")),
+        "{log}"
+    );
+    assert!(log.contains("P->S a1 AUTHENTICATE OAUTHBEARER"), "{log}");
+    assert!(log.contains("S->P a1 OK"), "{log}");
+    for line in log
+        .lines()
+        .filter(|l| l.contains("P->S") || l.contains("C->P"))
+    {
+        let longest = line
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(longest < 40, "an encoded secret in the trace: {line}");
+    }
     c.send_line("a2 NOOP").unwrap();
     assert!(
         c.read_tagged("a2")
