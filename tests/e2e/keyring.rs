@@ -182,3 +182,56 @@ fn keyring_is_the_default_sealer_and_holds_only_the_key() {
         out.stderr_text()
     );
 }
+
+#[test]
+fn token_comes_from_the_daemon_where_the_keyring_is_out_of_reach() {
+    // The daemon runs in the desktop session (it reaches the keyring); `mailoauth token` runs
+    // where there is no session bus (cron, an ssh shell): it gets the token from the daemon.
+    let secrets = SecretService::start();
+    let server = AuthServer::start(AuthServerOptions::default());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = Env::new();
+    env.write_config(&format!(
+        "[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
+        account_toml(&server, ALICE, "imap = \"imaps://127.0.0.1:1\"")
+    ));
+    for (k, v) in secrets.vars() {
+        env.set_var(&k, v);
+    }
+    env.authorize_loopback(ALICE);
+    let without_bus = || {
+        let mut cmd = env.cmd();
+        // (Removing the variable is not enough: D-Bus falls back to $XDG_RUNTIME_DIR/bus.)
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+            .args(["token", ALICE]);
+        cmd.output().unwrap()
+    };
+    let out = without_bus();
+    assert_ne!(out.code(), 0, "no daemon and no keyring: no token");
+    assert!(out.stdout.is_empty());
+
+    let mut daemon = env
+        .cmd()
+        .arg("serve")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = secrets.dir.path().join("run/mailoauth/control.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never made its socket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = without_bus();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(out.status.success(), "{}", out.stderr_text());
+    assert!(server.is_access_token_live(out.stdout_text().trim()));
+}

@@ -251,7 +251,11 @@ pub fn status_from_store(
         account: name.to_string(),
         provider: format!("{:?}", config.provider).to_lowercase(),
         authorized: has_record && state.needs_reauthorization.is_none(),
-        warning: crate::daemon::expiry_warning(&state, tokenlib::token::now_unix()),
+        warning: crate::daemon::expiry_warning(
+            &state,
+            config.provider,
+            tokenlib::token::now_unix(),
+        ),
         needs_reauthorization: state.needs_reauthorization,
         access_expires_at: state.access_expires_at,
         refresh_issued_at: state.refresh_issued_at,

@@ -3,6 +3,11 @@
 //! ahead of a refresh token's known death, the daemon runs the configured `notify_command` with
 //! the account and a plain-language message. Each distinct message is sent once per account
 //! until the account recovers, so a client retrying every minute does not flood the desktop.
+//!
+//! Without a `notify_command`, a desktop session gets a desktop notification: `notify-send` where
+//! a D-Bus session exists (Linux, BSD), `osascript` on macOS. Decision: these programs rather than
+//! a notification crate behind a cargo feature — they exist wherever a desktop does, and the
+//! daemon stays free of a D-Bus stack it would otherwise only need for this.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,26 +16,107 @@ use std::time::Duration;
 /// How long a notify command may run before it is killed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a notification is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The user's command; the account and the message are appended.
+    Command(Vec<String>),
+    /// `notify-send --app-name=mailoauth "mailoauth: ACCOUNT" MESSAGE`.
+    NotifySend,
+    /// `osascript -e 'display notification "MESSAGE" with title "mailoauth: ACCOUNT"'`.
+    AppleScript,
+}
+
+impl Target {
+    /// The configured command, else the desktop's notifier when a desktop session is there.
+    /// `env` reads an environment variable, `found` says whether a program is on PATH.
+    pub fn choose(
+        command: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+        found: impl Fn(&str) -> bool,
+    ) -> Option<Target> {
+        if let Some(command) = command {
+            return shell_words::split(command)
+                .ok()
+                .filter(|argv| !argv.is_empty())
+                .map(Target::Command);
+        }
+        if cfg!(target_os = "macos") {
+            return found("osascript").then_some(Target::AppleScript);
+        }
+        let session = env("DBUS_SESSION_BUS_ADDRESS").is_some()
+            || env("WAYLAND_DISPLAY").is_some()
+            || env("DISPLAY").is_some();
+        (session && found("notify-send")).then_some(Target::NotifySend)
+    }
+
+    /// Program and arguments for one notification.
+    fn argv(&self, account: &str, message: &str) -> Vec<String> {
+        match self {
+            Target::Command(argv) => {
+                let mut argv = argv.clone();
+                argv.push(account.to_string());
+                argv.push(message.to_string());
+                argv
+            }
+            Target::NotifySend => vec![
+                "notify-send".into(),
+                "--app-name=mailoauth".into(),
+                format!("mailoauth: {account}"),
+                message.to_string(),
+            ],
+            Target::AppleScript => {
+                let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+                vec![
+                    "osascript".into(),
+                    "-e".into(),
+                    format!(
+                        "display notification \"{}\" with title \"mailoauth: {}\"",
+                        quote(message),
+                        quote(account)
+                    ),
+                ]
+            }
+        }
+    }
+}
+
+/// Whether `program` is an executable file in one of PATH's directories.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+    })
+}
+
 /// Runs the notify command, once per account and message.
 pub struct Notifier {
-    command: Mutex<Option<Vec<String>>>,
+    target: Mutex<Option<Target>>,
     /// The last message sent per account; cleared when the account works again.
     sent: Mutex<HashMap<String, String>>,
 }
 
 impl Notifier {
-    /// `command` is the configuration's `notify_command` (already validated as shell words).
+    /// `command` is the configuration's `notify_command`; without one, the desktop's notifier
+    /// if this process runs in a desktop session.
     pub fn new(command: Option<&str>) -> Notifier {
         Notifier {
-            command: Mutex::new(command.and_then(|c| shell_words::split(c).ok())),
+            target: Mutex::new(Self::target(command)),
             sent: Mutex::new(HashMap::new()),
         }
     }
 
+    fn target(command: Option<&str>) -> Option<Target> {
+        Target::choose(command, |v| std::env::var(v).ok(), on_path)
+    }
+
     /// A reload may change the command; what was already sent stays sent.
     pub fn set_command(&self, command: Option<&str>) {
-        *self.command.lock().expect("notifier poisoned") =
-            command.and_then(|c| shell_words::split(c).ok());
+        *self.target.lock().expect("notifier poisoned") = Self::target(command);
     }
 
     /// Tells the user `message` about `account`, unless that exact message was the last one.
@@ -44,17 +130,16 @@ impl Notifier {
             sent.insert(account.to_string(), message.to_string());
         }
         tracing::warn!(account, "{message}");
-        let Some(argv) = self.command.lock().expect("notifier poisoned").clone() else {
+        let Some(target) = self.target.lock().expect("notifier poisoned").clone() else {
             return false;
         };
+        let argv = target.argv(account, message);
         let Some((program, args)) = argv.split_first() else {
             return false;
         };
         let mut command = tokio::process::Command::new(program);
         command
             .args(args)
-            .arg(account)
-            .arg(message)
             .env("MAILOAUTH_ACCOUNT", account)
             .env("MAILOAUTH_MESSAGE", message)
             .stdin(std::process::Stdio::null())
@@ -136,8 +221,44 @@ mod tests {
     }
 
     #[test]
-    fn without_a_command_nothing_runs() {
-        let n = Notifier::new(None);
+    fn the_command_wins_else_the_desktop_notifier_of_a_desktop_session() {
+        let none = |_: &str| None;
+        let bus = |v: &str| (v == "DBUS_SESSION_BUS_ADDRESS").then(|| "unix:path=/b".to_string());
+        let everywhere = |_: &str| true;
+        assert_eq!(
+            Target::choose(Some("notify 'my tool'"), bus, everywhere),
+            Some(Target::Command(vec!["notify".into(), "my tool".into()]))
+        );
+        if !cfg!(target_os = "macos") {
+            assert_eq!(
+                Target::choose(None, bus, everywhere),
+                Some(Target::NotifySend)
+            );
+            assert_eq!(Target::choose(None, none, everywhere), None, "no session");
+            assert_eq!(Target::choose(None, bus, |_| false), None, "no notify-send");
+        }
+        assert_eq!(
+            Target::NotifySend.argv("a@b", "needs authorizing"),
+            [
+                "notify-send",
+                "--app-name=mailoauth",
+                "mailoauth: a@b",
+                "needs authorizing"
+            ]
+        );
+        let script = Target::AppleScript.argv("a@b", "say \"hi\"");
+        assert_eq!(
+            script[2],
+            "display notification \"say \\\"hi\\\"\" with title \"mailoauth: a@b\""
+        );
+    }
+
+    #[test]
+    fn without_a_target_nothing_runs() {
+        let n = Notifier {
+            target: Mutex::new(None),
+            sent: Mutex::new(HashMap::new()),
+        };
         assert!(!n.notify("a@b", "x"));
     }
 }

@@ -30,7 +30,7 @@ pub async fn keep_fresh(daemon: Arc<Daemon>) {
             match shared.refresher.access_token(&entry.account).await {
                 Ok(_) => {
                     let state = shared.refresher.store().state(name);
-                    match expiry_warning(&state, now_unix()) {
+                    match expiry_warning(&state, entry.account.provider, now_unix()) {
                         Some(warning) => {
                             shared.notifier.notify(name, &warning);
                         }
@@ -78,8 +78,26 @@ pub fn report(shared: &Shared, account: &str, e: &RefreshError) {
     }
 }
 
-/// A warning when the provider announced the refresh token's end and it is near.
-pub fn expiry_warning(state: &tokenlib::AccountState, now: i64) -> Option<String> {
+/// Microsoft ends refresh tokens unused for 90 days; warn after this many.
+const MICROSOFT_IDLE_WARNING_DAYS: i64 = 80;
+
+/// A warning when the refresh token's end is near: announced by the provider (Google,
+/// "Testing" apps), or Microsoft's 90 days without use.
+pub fn expiry_warning(
+    state: &tokenlib::AccountState,
+    provider: tokenlib::provider::ProviderKind,
+    now: i64,
+) -> Option<String> {
+    if provider == tokenlib::provider::ProviderKind::Microsoft
+        && let Some(used) = state.last_refresh.or(state.authorized_at)
+    {
+        let days = (now - used) / 86400;
+        if days >= MICROSOFT_IDLE_WARNING_DAYS {
+            return Some(format!(
+                "the refresh token was last used {days} days ago and Microsoft ends it after 90 days without use: run mailoauth token (or keep mailoauth serve running) to keep it alive"
+            ));
+        }
+    }
     let ends = state.refresh_expires_at?;
     let left = ends - now;
     if left > EXPIRY_WARNING_SECS {
@@ -101,13 +119,32 @@ mod tests {
 
     #[test]
     fn expiry_warning_only_near_an_announced_end() {
+        use tokenlib::provider::ProviderKind::{Google, Microsoft};
         let mut state = tokenlib::AccountState::default();
-        assert_eq!(expiry_warning(&state, 1000), None, "nothing announced");
+        assert_eq!(
+            expiry_warning(&state, Google, 1000),
+            None,
+            "nothing announced"
+        );
         state.refresh_expires_at = Some(1000 + 7 * 86400);
-        assert_eq!(expiry_warning(&state, 1000), None, "a week left");
-        let w = expiry_warning(&state, 1000 + 6 * 86400 + 3600).unwrap();
+        assert_eq!(expiry_warning(&state, Google, 1000), None, "a week left");
+        let w = expiry_warning(&state, Google, 1000 + 6 * 86400 + 3600).unwrap();
         assert!(w.contains("ends in 23 hours"), "{w}");
-        let w = expiry_warning(&state, 1000 + 8 * 86400).unwrap();
+        let w = expiry_warning(&state, Google, 1000 + 8 * 86400).unwrap();
         assert!(w.contains("has ended"), "{w}");
+        // Microsoft: 90 days without use.
+        let mut ms = tokenlib::AccountState {
+            last_refresh: Some(1000),
+            ..Default::default()
+        };
+        assert_eq!(expiry_warning(&ms, Microsoft, 1000 + 79 * 86400), None);
+        let w = expiry_warning(&ms, Microsoft, 1000 + 85 * 86400).unwrap();
+        assert!(w.contains("85 days") && w.contains("90 days"), "{w}");
+        ms.last_refresh = None;
+        assert_eq!(
+            expiry_warning(&ms, Microsoft, 1000 + 85 * 86400),
+            None,
+            "never used"
+        );
     }
 }

@@ -242,6 +242,57 @@ fn a_revoked_account_is_reauthorized_through_the_daemon_without_a_restart() {
 }
 
 #[test]
+fn without_a_notify_command_a_desktop_session_gets_a_desktop_notification() {
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = dovecot(&server);
+    let (env, port) = Proxy::configure(
+        &server,
+        &imaps(&d),
+        Some(d.ca_pem_path()),
+        Local::Plain,
+        "",
+        BASE64_STORE,
+    );
+    // A desktop session (a session bus address) with a stand-in notify-send on PATH.
+    let bin = env.home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = env.home.path().join("notify-send.calls");
+    let fake = bin.join("notify-send");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    env.set_var("PATH", path);
+    env.set_var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    env.authorize_loopback(ALICE);
+    set_password(&env, &format!("{LOCAL_PASSWORD}\n"));
+    let proxy = Proxy::launch(env, port, Local::Plain);
+    server.revoke_user(ALICE);
+    server.expire_access_tokens();
+    let no = login(&mut proxy.client(), LOCAL_PASSWORD);
+    assert!(no.starts_with("a1 NO [AUTHORIZATIONFAILED]"), "{no}");
+    let deadline = std::time::Instant::now() + T;
+    let text = loop {
+        let text = std::fs::read_to_string(&calls).unwrap_or_default();
+        if text.lines().count() >= 3 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let args: Vec<&str> = text.lines().collect();
+    assert_eq!(args[0], "--app-name=mailoauth", "{text}");
+    assert_eq!(args[1], format!("mailoauth: {ALICE}"), "{text}");
+    assert!(args[2].contains("authorize"), "{text}");
+}
+
+#[test]
 fn reload_keeps_a_fetch_in_flight_rebinds_the_listener_and_refuses_a_bad_file() {
     let server = AuthServer::start(AuthServerOptions::default());
     let d = dovecot(&server);
