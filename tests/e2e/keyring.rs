@@ -214,12 +214,14 @@ fn token_comes_from_the_daemon_where_the_keyring_is_out_of_reach() {
     assert_ne!(out.code(), 0, "no daemon and no keyring: no token");
     assert!(out.stdout.is_empty());
 
-    let mut daemon = env
-        .cmd()
-        .arg("serve")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _daemon = KillOnDrop(
+        env.cmd()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let socket = secrets.dir.path().join("run/mailoauth/control.sock");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
@@ -230,8 +232,6 @@ fn token_comes_from_the_daemon_where_the_keyring_is_out_of_reach() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = without_bus();
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     assert!(out.status.success(), "{}", out.stderr_text());
     assert!(server.is_access_token_live(out.stdout_text().trim()));
 }

@@ -79,15 +79,24 @@ pub async fn serve(daemon: Arc<Daemon>, bound: Bound) {
                     peer_uid = cred.uid(),
                     "control connection from another user refused"
                 );
-                let mut stream = stream;
-                let _ = write_reply(
-                    &mut stream,
-                    &Reply::Error {
-                        exit: ERROR,
-                        message: "this mailoauth daemon belongs to another user".into(),
-                    },
-                )
-                .await;
+                // Answered in its own task: a peer that never reads must not stall accepting.
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = write_reply(
+                        &mut stream,
+                        &Reply::Error {
+                            exit: ERROR,
+                            message: "this mailoauth daemon belongs to another user".into(),
+                        },
+                    )
+                    .await;
+                    let _ = stream.shutdown().await;
+                    // Let the peer's request arrive before closing, so it reads the refusal
+                    // rather than failing its write.
+                    let mut sink = [0u8; 1024];
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut sink)).await;
+                });
                 continue;
             }
             Err(e) => {
