@@ -87,7 +87,8 @@ fn value<'a>(keys: &'a [(String, String, String)], section: &str, key: &str) -> 
 #[test]
 fn install_service_writes_the_unit_with_the_binary_and_config() {
     let env = Env::new();
-    env.write_config("");
+    let store = env.home.path().join("tokens elsewhere");
+    env.write_config(&format!("{BASE64_STORE}dir = \"{}\"\n", store.display()));
     // A relative --config becomes absolute: the service does not start in this directory.
     let out = env
         .cmd()
@@ -130,14 +131,21 @@ fn install_service_writes_the_unit_with_the_binary_and_config() {
     assert_eq!(value(&keys, "Install", "WantedBy"), "default.target");
     // The sandbox's writable state directory exists, private, before the unit ever starts.
     let state = env.state_dir();
+    // So is the store that [store] dir moved elsewhere.
     if unit.contains("\nProtectSystem=strict\n") {
         assert!(
-            value(&keys, "Service", "ReadWritePaths").starts_with(&format!("{} ", state.display())),
+            value(&keys, "Service", "ReadWritePaths").starts_with(&format!(
+                "{} \"{}\" ",
+                state.display(),
+                store.display()
+            )),
             "{unit}"
         );
     }
-    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o700, "{mode:o}");
+    for dir in [&state, &store] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}: {mode:o}", dir.display());
+    }
 
     // Without --config, none is passed.
     let env = Env::new();

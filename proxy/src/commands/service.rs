@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::Cli;
-use crate::config::Paths;
+use crate::config::{Config, Paths, StoreConfig};
 use crate::exit::{CONFIGURATION, ERROR, Failure};
 
 /// The systemd user unit, as shipped.
@@ -52,8 +52,9 @@ pub struct Service {
     pub exe: PathBuf,
     /// `--config`, made absolute (a service does not start in the installer's directory).
     pub config: Option<PathBuf>,
-    /// The state directory the daemon writes (the systemd sandbox makes only it writable).
-    pub state_dir: PathBuf,
+    /// The directories the daemon writes, which the systemd sandbox makes writable: the state
+    /// directory, and `[store] dir` when the configuration moves the store elsewhere.
+    pub writable: Vec<PathBuf>,
     /// The home directory (launchd's log path).
     pub home: PathBuf,
     /// XDG variables that were set, passed on so the daemon resolves the same paths.
@@ -133,13 +134,11 @@ pub fn run(cli: &Cli, print: bool, force: bool) -> Result<(), Failure> {
             ));
         }
     };
-    // The sandbox makes the state directory writable only if it exists when the unit starts.
-    tokenlib::store::ensure_private_dir(&service.state_dir).map_err(|e| {
-        Failure::new(
-            ERROR,
-            format!("cannot create {}: {e}", service.state_dir.display()),
-        )
-    })?;
+    // The sandbox makes these writable only if they exist when the unit starts.
+    for dir in &service.writable {
+        tokenlib::store::ensure_private_dir(dir)
+            .map_err(|e| Failure::new(ERROR, format!("cannot create {}: {e}", dir.display())))?;
+    }
     eprintln!("Next, run:\n    {}", next_command(manager, &target));
     if replaced {
         eprintln!(
@@ -195,10 +194,20 @@ impl Service {
                 env.push((var.to_string(), value));
             }
         }
+        let mut writable = vec![paths.state_dir.clone()];
+        // A configuration that does not load yet is `serve`'s to report, not this command's.
+        if let Ok(Config {
+            store: StoreConfig { dir: Some(dir), .. },
+            ..
+        }) = Config::load(&paths.config_file)
+            && !dir.starts_with(&paths.state_dir)
+        {
+            writable.push(dir);
+        }
         Ok(Service {
             exe,
             config,
-            state_dir: paths.state_dir.clone(),
+            writable,
             home,
             env,
             sandbox: user_namespaces_usable(),
@@ -253,13 +262,15 @@ pub fn render_systemd(service: &Service) -> Result<String, Failure> {
         "ExecStart=/usr/bin/env mailoauth serve\n",
         &exec,
     );
+    let writable = service
+        .writable
+        .iter()
+        .map(|dir| systemd_word(path_str(dir)?))
+        .collect::<Result<Vec<_>, _>>()?;
     text = replace_once(
         &text,
         "ReadWritePaths=%h/.local/state/mailoauth ",
-        &format!(
-            "ReadWritePaths={} ",
-            systemd_word(path_str(&service.state_dir)?)?
-        ),
+        &format!("ReadWritePaths={} ", writable.join(" ")),
     );
     if !service.sandbox {
         text = comment_out_sandbox(&text);
@@ -443,7 +454,7 @@ mod tests {
         Service {
             exe: PathBuf::from("/opt/mail tools/bin/mailoauth"),
             config: Some(PathBuf::from("/home/me/mail/100% <ok> & fine.toml")),
-            state_dir: PathBuf::from("/home/me/.local/state/mailoauth"),
+            writable: vec![PathBuf::from("/home/me/.local/state/mailoauth")],
             home: PathBuf::from("/home/me"),
             env: vec![("XDG_STATE_HOME".into(), "/home/me/.local/state".into())],
             sandbox: true,
@@ -454,6 +465,10 @@ mod tests {
     fn systemd_unit_gets_the_binary_config_and_state_dir() {
         let service = Service {
             config: Some(PathBuf::from("/home/me/mail/100% fine.toml")),
+            writable: vec![
+                PathBuf::from("/home/me/.local/state/mailoauth"),
+                PathBuf::from("/srv/my tokens"),
+            ],
             ..service()
         };
         let unit = render_systemd(&service).unwrap();
@@ -463,7 +478,9 @@ mod tests {
             ),
             "{unit}"
         );
-        assert!(unit.contains("\nReadWritePaths=/home/me/.local/state/mailoauth -%h/.gnupg"));
+        assert!(unit.contains(
+            "\nReadWritePaths=/home/me/.local/state/mailoauth \"/srv/my tokens\" -%h/.gnupg"
+        ));
         assert!(!unit.contains("/usr/bin/env mailoauth"));
         // Everything else is the shipped file, line for line.
         let kept = |text: &str| {
