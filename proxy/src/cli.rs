@@ -87,6 +87,20 @@ pub enum Command {
         #[arg(long, value_name = "COMMAND")]
         decryption_pipe: Option<String>,
     },
+    /// Install `mailoauth serve` as a service for this user (a systemd user unit on Linux, a
+    /// launchd agent on macOS) that runs this binary, with --config when given.
+    InstallService {
+        /// Print the file to stdout instead of writing it.
+        #[arg(long)]
+        print: bool,
+        /// Replace an existing file that differs.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the shell completion script for SHELL to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -189,6 +203,11 @@ pub fn main() -> ExitCode {
         (Some(Command::Serve), _) => commands::serve::run(&cli),
         (Some(Command::Status { json }), _) => commands::status::run(&cli, *json),
         (Some(Command::Reload), _) => commands::reload::run(&cli),
+        (Some(Command::InstallService { print, force }), _) => {
+            commands::service::run(&cli, *print, *force)
+        }
+        (Some(Command::Completions { shell }), _) => commands::generate::completions(*shell),
+        (Some(Command::Man), _) => commands::generate::man(),
         (None, Some(file)) => commands::compat::run(&cli, file),
         (None, None) => {
             use clap::CommandFactory;

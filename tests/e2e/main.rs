@@ -7,6 +7,7 @@ mod common;
 mod compat;
 mod flows;
 mod keyring;
+mod ops;
 mod proxy;
 mod secrets;
 mod store;

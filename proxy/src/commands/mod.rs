@@ -3,9 +3,11 @@
 pub mod authorize;
 pub mod compat;
 pub mod daemon_link;
+pub mod generate;
 pub mod passwd;
 pub mod reload;
 pub mod serve;
+pub mod service;
 pub mod status;
 pub mod token;
 
