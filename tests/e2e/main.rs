@@ -10,4 +10,5 @@ mod keyring;
 mod proxy;
 mod secrets;
 mod store;
+mod test_cmd;
 mod token;
