@@ -101,6 +101,21 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Check that ACCOUNT works: get a token, then for each of its servers connect, show the
+    /// capabilities, log in with each OAuth mechanism offered and run a harmless command, with
+    /// timings. Exit codes: 0 all good, 1 other error, 2 usage, 3 authorize again, 4 temporary
+    /// (provider or server down), 5 configuration or app registration, 6 the login was refused
+    /// although the token is valid, 7 the server misbehaves (no STARTTLS, refuses the command
+    /// after the login).
+    Test {
+        account: String,
+        /// Log in through the running proxy (`mailoauth serve`) with the local password instead.
+        #[arg(long)]
+        via_proxy: bool,
+        /// Print the results as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -208,6 +223,14 @@ pub fn main() -> ExitCode {
         }
         (Some(Command::Completions { shell }), _) => commands::generate::completions(*shell),
         (Some(Command::Man), _) => commands::generate::man(),
+        (
+            Some(Command::Test {
+                account,
+                via_proxy,
+                json,
+            }),
+            _,
+        ) => commands::test::run(&cli, account, *via_proxy, *json),
         (None, Some(file)) => commands::compat::run(&cli, file),
         (None, None) => {
             use clap::CommandFactory;

@@ -8,6 +8,8 @@
 //! | 3 | the account needs to be authorized (again): run the printed command |
 //! | 4 | temporary: the provider or network failed, nothing to fix here; try again later |
 //! | 5 | configuration or app registration problem |
+//! | 6 | `test`: the login was refused although the token is valid (SMTP AUTH disabled at Microsoft, the account without IMAP/POP access), or the proxy refused the local password |
+//! | 7 | `test`: the server misbehaves: no STARTTLS (the token is not sent), or it refuses the harmless command right after accepting the login |
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ pub const USAGE: u8 = 2;
 pub const NEEDS_AUTHORIZATION: u8 = 3;
 pub const TEMPORARY: u8 = 4;
 pub const CONFIGURATION: u8 = 5;
+pub const LOGIN_REFUSED: u8 = 6;
+pub const SERVER_MISBEHAVES: u8 = 7;
 
 /// A failed command: its message and exit code.
 #[derive(Debug)]

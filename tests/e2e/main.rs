@@ -11,4 +11,5 @@ mod ops;
 mod proxy;
 mod secrets;
 mod store;
+mod test_cmd;
 mod token;

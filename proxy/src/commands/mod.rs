@@ -9,6 +9,7 @@ pub mod reload;
 pub mod serve;
 pub mod service;
 pub mod status;
+pub mod test;
 pub mod token;
 
 use crate::Cli;

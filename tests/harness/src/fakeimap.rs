@@ -18,7 +18,8 @@
 //! Each `AUTHENTICATE` (with a token) takes the next [`AuthAnswer`], in order across all
 //! connections; when they run out the answer is [`AuthAnswer::Ok`]. After `Ok` the connection is
 //! a minimal logged-in session: `NOOP`, `SELECT`, `LIST`, `APPEND` (literals), `IDLE`/`DONE`,
-//! `ECHO text` (answers `* ECHO text`), `LOGOUT`. The fake runs on its own threads (plain
+//! `ECHO text` (answers `* ECHO text`), `LOGOUT`; after [`AuthAnswer::OkThenRefuse`] every
+//! command but `LOGOUT` is refused. The fake runs on its own threads (plain
 //! blocking sockets and rustls), so it works from any test, and stops on drop.
 
 mod session;
@@ -65,6 +66,10 @@ pub enum AuthAnswer {
     Reset,
     /// `* BYE <text>`, then the connection is closed.
     Bye(String),
+    /// The login succeeds as with `Ok`, then every later command but `LOGOUT` is answered
+    /// `TAG <text>` (e.g. `NO [UNAVAILABLE] Backend down`, `BAD …`): a server that claims a
+    /// success it does not mean.
+    OkThenRefuse(String),
 }
 
 impl AuthAnswer {
@@ -96,6 +101,7 @@ impl std::fmt::Debug for AuthAnswer {
                 .finish(),
             AuthAnswer::Reset => f.write_str("Reset"),
             AuthAnswer::Bye(text) => f.debug_tuple("Bye").field(text).finish(),
+            AuthAnswer::OkThenRefuse(text) => f.debug_tuple("OkThenRefuse").field(text).finish(),
         }
     }
 }

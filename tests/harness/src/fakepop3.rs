@@ -22,7 +22,8 @@
 //! with `-ERR` without taking an answer (it is still recorded, with `initial_response`). After
 //! `Ok` the connection is a minimal maildrop session over [`FakePop3Options::messages`]: `STAT`,
 //! `LIST [n]`, `UIDL [n]`, `RETR n` (dot-stuffed), `TOP n l`, `DELE n`, `RSET`, `NOOP`,
-//! `CAPA`, `QUIT` (deletions are committed then, see [`FakePop3::deleted`]). The fake runs on
+//! `CAPA`, `QUIT` (deletions are committed then, see [`FakePop3::deleted`]); after
+//! [`Pop3AuthAnswer::OkThenRefuse`] every command but `QUIT` is refused. The fake runs on
 //! its own threads (plain blocking sockets and rustls), so it works from any test, and stops on
 //! drop.
 
@@ -61,6 +62,9 @@ pub enum Pop3AuthAnswer {
     Temporary(String),
     /// The TCP connection is closed without a word.
     Reset,
+    /// `+OK` as with `Ok`, then every later command but `QUIT` is answered `-ERR <text>`: a
+    /// server that claims a success it does not mean.
+    OkThenRefuse(String),
 }
 
 impl Pop3AuthAnswer {

@@ -21,7 +21,8 @@
 //! initial response on the `AUTH` line but records whether there was one
 //! ([`AuthRecord::initial_response`]), so tests can assert the proxy's two-step form. After
 //! `235` the connection is a minimal mail session: `MAIL`, `RCPT`, `DATA` (dot-unstuffed), `BDAT`
-//! chunks, `RSET`, `NOOP`, `EHLO`, `QUIT`; accepted messages are [`FakeSmtp::messages`].
+//! chunks, `RSET`, `NOOP`, `EHLO`, `QUIT`; accepted messages are [`FakeSmtp::messages`]. After
+//! [`SmtpAuthAnswer::OkThenRefuse`] every command but `QUIT` is refused.
 //!
 //! TLS: [`FakeTls::Implicit`] is port 465; [`FakeTls::StartTls`] is port 587, where the
 //! plaintext EHLO lists `STARTTLS` and no `AUTH` line (as Gmail and Microsoft do) and the list
@@ -62,6 +63,9 @@ pub enum SmtpAuthAnswer {
     Temporary(String),
     /// The TCP connection is closed without a word.
     Reset,
+    /// `235 2.7.0 Accepted`, then every later command but `QUIT` is answered `<text>` (e.g.
+    /// `554 5.7.0 Not allowed`): a server that claims a success it does not mean.
+    OkThenRefuse(String),
 }
 
 impl SmtpAuthAnswer {

@@ -45,6 +45,8 @@ pub(super) fn run(tcp: TcpStream, id: usize, setup: &Setup) {
 enum Next {
     Continue,
     LoggedIn,
+    /// Logged in, but every later command except LOGOUT gets `TAG <text>`.
+    LoggedInRefusing(String),
     Close,
 }
 
@@ -67,6 +69,7 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         return Ok(());
     }
     let mut logged_in = upper.starts_with("* PREAUTH");
+    let mut refusing: Option<String> = None;
     loop {
         let Some(command) = conn.read_command()? else {
             return Ok(());
@@ -76,7 +79,10 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         let (tag, rest) = text.split_once(' ').unwrap_or((text.as_str(), ""));
         let (verb, args) = rest.split_once(' ').unwrap_or((rest, ""));
         let verb = verb.to_ascii_uppercase();
-        let next = if logged_in {
+        let next = if let Some(answer) = refusing.as_ref().filter(|_| verb != "LOGOUT") {
+            conn.send(&format!("{tag} {answer}"))?;
+            Next::Continue
+        } else if logged_in {
             logged_in_command(conn, tag, &verb, args)?
         } else {
             pre_login_command(conn, tag, &verb, args)?
@@ -84,6 +90,10 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         match next {
             Next::Continue => {}
             Next::LoggedIn => logged_in = true,
+            Next::LoggedInRefusing(text) => {
+                logged_in = true;
+                refusing = Some(text);
+            }
             Next::Close => return Ok(()),
         }
     }
@@ -225,12 +235,15 @@ fn authenticate(conn: &mut Conn<'_>, tag: &str, args: &str) -> io::Result<Next> 
         }
     };
     match answer {
-        AuthAnswer::Ok => {
+        AuthAnswer::Ok | AuthAnswer::OkThenRefuse(_) => {
             conn.send(&format!("* CAPABILITY {POST_LOGIN_CAPABILITIES}"))?;
             conn.send(&format!(
                 "{tag} OK [CAPABILITY {POST_LOGIN_CAPABILITIES}] Success"
             ))?;
-            Ok(Next::LoggedIn)
+            Ok(match answer {
+                AuthAnswer::OkThenRefuse(text) => Next::LoggedInRefusing(text),
+                _ => Next::LoggedIn,
+            })
         }
         AuthAnswer::ImmediateNo(text) => {
             conn.send(&format!("{tag} NO {text}"))?;

@@ -51,6 +51,8 @@ pub(super) fn run(tcp: TcpStream, id: usize, setup: &Setup) {
 enum Next {
     Continue,
     LoggedIn,
+    /// Logged in, but every later command except QUIT gets `-ERR <text>`.
+    LoggedInRefusing(String),
     Close,
 }
 
@@ -68,6 +70,7 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         return Ok(());
     }
     let mut maildrop: Option<Maildrop> = None;
+    let mut refusing: Option<String> = None;
     loop {
         let Some(line) = conn.read_line()? else {
             return Ok(());
@@ -77,12 +80,19 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         let (verb, args) = text.split_once(' ').unwrap_or((text.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
         let next = match &mut maildrop {
+            Some(_) if refusing.is_some() && verb != "QUIT" => {
+                conn.send(&format!("-ERR {}", refusing.as_deref().unwrap_or_default()))?;
+                Next::Continue
+            }
             Some(drop) => transaction_command(conn, drop, &verb, args)?,
             None => authorization_command(conn, &verb, args, line.len())?,
         };
         match next {
             Next::Continue => {}
-            Next::LoggedIn => {
+            Next::LoggedIn | Next::LoggedInRefusing(_) => {
+                if let Next::LoggedInRefusing(text) = next {
+                    refusing = Some(text);
+                }
                 let count = conn.setup.options.messages.len();
                 maildrop = Some(Maildrop {
                     deleted: vec![false; count],
@@ -350,6 +360,10 @@ fn authenticate(conn: &mut Conn<'_>, args: &str, line_len: usize) -> io::Result<
             Ok(Next::Continue)
         }
         Pop3AuthAnswer::Reset => Ok(Next::Close),
+        Pop3AuthAnswer::OkThenRefuse(text) => {
+            conn.send("+OK User successfully authenticated.")?;
+            Ok(Next::LoggedInRefusing(text))
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub(super) fn run(tcp: TcpStream, id: usize, setup: &Setup) {
 enum Next {
     Continue,
     LoggedIn,
+    /// Logged in, but every later command except QUIT gets this reply.
+    LoggedInRefusing(String),
     Close,
 }
 
@@ -73,6 +75,7 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
     conn.send(&greeting)?;
     let refused = !greeting.starts_with("220");
     let mut logged_in = false;
+    let mut refusing: Option<String> = None;
     let mut transaction = Transaction::default();
     loop {
         let Some(line) = conn.read_line()? else {
@@ -82,7 +85,10 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         conn.record(&text);
         let (verb, args) = text.split_once(' ').unwrap_or((text.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
-        let next = if refused {
+        let next = if let Some(reply) = refusing.as_ref().filter(|_| verb != "QUIT") {
+            conn.send(reply)?;
+            Next::Continue
+        } else if refused {
             if verb == "QUIT" {
                 conn.send("221 2.0.0 Bye")?;
                 Next::Close
@@ -98,6 +104,10 @@ fn serve(conn: &mut Conn<'_>) -> io::Result<()> {
         match next {
             Next::Continue => {}
             Next::LoggedIn => logged_in = true,
+            Next::LoggedInRefusing(reply) => {
+                logged_in = true;
+                refusing = Some(reply);
+            }
             Next::Close => return Ok(()),
         }
     }
@@ -223,6 +233,10 @@ fn auth(conn: &mut Conn<'_>, args: &str) -> io::Result<Next> {
             }
         }
         SmtpAuthAnswer::Reset => return Ok(Next::Close),
+        SmtpAuthAnswer::OkThenRefuse(reply) => {
+            conn.send("235 2.7.0 Accepted")?;
+            return Ok(Next::LoggedInRefusing(reply));
+        }
     }
     Ok(Next::Continue)
 }
