@@ -7,6 +7,7 @@ pub mod passwd;
 pub mod reload;
 pub mod serve;
 pub mod status;
+pub mod setup;
 pub mod token;
 
 use crate::Cli;
