@@ -79,7 +79,7 @@ pub fn add_account(text: &str, answers: &Answers) -> Result<Zeroizing<String>, E
 
     let mut out = doc.to_string();
     if fresh {
-        out = format!("{NEW_FILE}{}", out.trim_start_matches('\n'));
+        out = format!("{NEW_FILE}\n{}", out.trim_start_matches('\n'));
     }
     Ok(Zeroizing::new(out))
 }

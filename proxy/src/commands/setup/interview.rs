@@ -191,8 +191,9 @@ Register an app with Microsoft (once; details in the README, \"Registering an ap
   4. A public client needs no secret. SMTP AUTH must be enabled for the mailbox.";
 
 const GENERIC_STEPS: &str = "\
-Register a client with your provider (a \"native\" or \"desktop\" app with the redirect URI
-http://127.0.0.1, if it asks) and keep its client id, secret (if any) and the scopes it needs.";
+Register a client with your provider: a \"native\" or \"desktop\" app (redirect URI: the
+  loopback address http://127.0.0.1, if it asks). Keep its client id, its secret (if it has one)
+  and the scopes it needs at hand.";
 
 /// Runs the interview.
 pub fn interview(ask: &mut dyn Ask, given: &Given, facts: &Facts) -> Result<Answers, Stop> {
@@ -575,7 +576,12 @@ fn proxy(ask: &mut dyn Ask, given: &Given, account: &str) -> Result<Option<Secre
     let wanted = match given.proxy {
         Some(w) => w,
         None => {
-            ask.say("mailoauth can also run a local proxy for mail programs that only know passwords: they log in to 127.0.0.1 with a local password, and mailoauth logs in upstream with OAuth. Programs that speak OAuth themselves (mutt, neomutt, msmtp, mbsync, aerc) do not need it.");
+            ask.say(
+                "mailoauth can also run a local proxy for mail programs that only know passwords:\n\
+                 they log in to 127.0.0.1 with a local password, and mailoauth logs in upstream with\n\
+                 OAuth. Programs that speak OAuth themselves (mutt, neomutt, msmtp, mbsync, aerc) do\n\
+                 not need it.",
+            );
             yes_no(ask, "Use the local proxy?", false)?
         }
     };
