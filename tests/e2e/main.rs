@@ -9,5 +9,6 @@ mod flows;
 mod keyring;
 mod proxy;
 mod secrets;
+mod setup;
 mod store;
 mod token;
