@@ -5,6 +5,7 @@
 //! proxy was chosen, authorizes the account at once, and prints client snippets ([`snippets`]).
 //! Flags answer questions ahead, so scripts and tests can skip them.
 
+mod answers;
 mod ask;
 mod edit;
 mod interview;
@@ -24,7 +25,7 @@ use crate::credentials::Credentials;
 use crate::exit::{CONFIGURATION, ERROR, Failure, USAGE, shell_quote};
 use crate::{Cli, FlowArg};
 
-use interview::{Answers, Facts, Given, Proto, Stop, StoreArg};
+use answers::{Answers, Facts, Given, Proto, Stop, StoreArg};
 use snippets::{Server, Target, Tls};
 
 /// `mailoauth setup [--provider P] [--account NAME] …`: every flag answers one question.

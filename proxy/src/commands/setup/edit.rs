@@ -9,7 +9,7 @@ use tokenlib::provider::ProviderKind;
 use toml_edit::{Array, DocumentMut, Item, Table, value};
 use zeroize::Zeroizing;
 
-use super::interview::{Answers, Endpoints, Secret, StoreChoice};
+use super::answers::{Answers, Endpoints, Secret, StoreChoice};
 
 /// Why the answers could not be written into the text.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ fn account_table(a: &Answers) -> Table {
 
 #[cfg(test)]
 mod tests {
-    use super::super::interview::Proto;
+    use super::super::answers::Proto;
     use super::*;
     use crate::config::{Config, StoreKind};
     use secrecy::SecretString;
