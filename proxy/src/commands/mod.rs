@@ -6,8 +6,8 @@ pub mod daemon_link;
 pub mod passwd;
 pub mod reload;
 pub mod serve;
-pub mod status;
 pub mod setup;
+pub mod status;
 pub mod token;
 
 use crate::Cli;
