@@ -76,6 +76,9 @@ pub enum Command {
     },
     /// Make the running daemon re-read its configuration (sessions in progress continue).
     Reload,
+    /// Add an account step by step: questions, the configuration (comments kept), the local
+    /// password, the authorization, and settings to paste into your mail program.
+    Setup(commands::setup::SetupArgs),
     /// Move the refresh token of a mutt_oauth2.py token file into ACCOUNT's store, without
     /// authorizing again.
     Import {
@@ -231,6 +234,7 @@ pub fn main() -> ExitCode {
             }),
             _,
         ) => commands::test::run(&cli, account, *via_proxy, *json),
+        (Some(Command::Setup(args)), _) => commands::setup::run(&cli, args),
         (None, Some(file)) => commands::compat::run(&cli, file),
         (None, None) => {
             use clap::CommandFactory;

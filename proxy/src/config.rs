@@ -292,6 +292,17 @@ fn parse_upstream(proto: Protocol, text: &str) -> Result<Upstream, String> {
     })
 }
 
+/// Checks a server URL as an account's `imap`, `smtp` or `pop3` key would (`key` names which).
+pub fn parse_server(key: &str, text: &str) -> Result<Upstream, String> {
+    let proto = match key {
+        "imap" => Protocol::Imap,
+        "smtp" => Protocol::Smtp,
+        "pop3" => Protocol::Pop3,
+        other => return Err(format!("{other:?} is not one of imap, smtp, pop3")),
+    };
+    parse_upstream(proto, text)
+}
+
 /// An `[accounts."login"]` table, validated.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawAccount")]

@@ -65,9 +65,39 @@ impl Tmux {
         assert!(status.success());
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out = self.cmd().args(["capture-pane", "-p"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Everything the pane showed, scrollback included, wrapped lines joined.
+    pub fn scrollback(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-J", "-S", "-"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types `text` and Enter.
+    pub fn type_line(&self, text: &str) {
+        if !text.is_empty() {
+            assert!(
+                self.cmd()
+                    .args(["send-keys", "-l", text])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        assert!(
+            self.cmd()
+                .args(["send-keys", "Enter"])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Waits until the screen shows `text`; returns the screen.

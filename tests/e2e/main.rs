@@ -10,6 +10,7 @@ mod keyring;
 mod ops;
 mod proxy;
 mod secrets;
+mod setup;
 mod store;
 mod test_cmd;
 mod token;

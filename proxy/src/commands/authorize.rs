@@ -3,10 +3,12 @@
 //! When `mailoauth serve` runs with this configuration, the flow runs inside it (unless
 //! `--local`): this terminal shows the URL or device code and passes a pasted answer back, and
 //! the daemon uses the new tokens at once. That is how a headless daemon is re-authorized over
-//! ssh without a restart or port forwarding (paste or device flow).
+//! ssh without a restart or port forwarding (paste or device flow). [`authorize`] runs the flow
+//! here, on a loaded configuration, so `setup` can call it too.
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokenlib::explain::NextStep;
 use tokenlib::flow::{FlowError, FlowOptions};
 use tokenlib::provider::{ProviderKind, known};
@@ -15,7 +17,7 @@ use tokenlib::{Account, FlowKind, Refresher};
 
 use super::{load_config, runtime};
 use crate::accounts::{open_store, token_account};
-use crate::config::StoreKind;
+use crate::config::{Config, Paths, StoreKind};
 use crate::exit::{
     CONFIGURATION, ERROR, Failure, NEEDS_AUTHORIZATION, TEMPORARY, authorize_command,
 };
@@ -32,23 +34,56 @@ pub fn run(
     local: bool,
 ) -> Result<(), Failure> {
     let (paths, config) = load_config(cli)?;
-    let account_cfg = config
+    config
         .account(name)
         .map_err(|e| Failure::new(CONFIGURATION, format!("{e:#}")))?;
     if !local && in_daemon(&paths, name, flow, no_browser)? {
         return Ok(());
     }
-    let mut account = token_account(name, account_cfg);
-    if let Some(flow) = flow {
-        account.flow = match flow {
+    let request = Request {
+        flow: flow.map(|flow| match flow {
             FlowArg::Loopback => FlowKind::Loopback,
             FlowArg::Paste => FlowKind::Paste,
             FlowArg::Device => FlowKind::Device,
             FlowArg::ClientCredentials => FlowKind::ClientCredentials,
-        };
+        }),
+        options: FlowOptions {
+            open_browser: !no_browser,
+            timeout: Duration::from_secs(timeout),
+        },
+        local_password: None,
+    };
+    authorize(cli, &paths, &config, name, &request)
+}
+
+/// How to authorize, beyond what the account's configuration says.
+pub struct Request<'a> {
+    /// Overrides the account's flow.
+    pub flow: Option<FlowKind>,
+    pub options: FlowOptions,
+    /// The account's local password when the caller already has it (`setup` asked for it): the
+    /// password store seals the new tokens with it instead of asking again.
+    pub local_password: Option<&'a SecretString>,
+}
+
+/// Runs the flow in this process for the account `name` of an already loaded configuration and
+/// stores the tokens.
+pub fn authorize(
+    cli: &Cli,
+    paths: &Paths,
+    config: &Config,
+    name: &str,
+    request: &Request<'_>,
+) -> Result<(), Failure> {
+    let account_cfg = config
+        .account(name)
+        .map_err(|e| Failure::new(CONFIGURATION, format!("{e:#}")))?;
+    let mut account = token_account(name, account_cfg);
+    if let Some(flow) = request.flow {
+        account.flow = flow;
     }
     refuse_known_dead_ends(&account)?;
-    let store = open_store(&config, &paths);
+    let store = open_store(config, paths);
     if config.store.kind == StoreKind::Plaintext {
         eprintln!(
             "warning: [store] kind = \"plaintext\": the tokens will be stored unencrypted (mode 0600) in {}",
@@ -59,20 +94,16 @@ pub fn run(
         .check_ready()
         .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
     if store.needs_password() {
-        unlock_with_local_password(&paths, &store, name)?;
+        unlock_with_local_password(paths, &store, name, request.local_password)?;
     }
     let refresher = Refresher::new(store);
-    let options = FlowOptions {
-        open_browser: !no_browser,
-        timeout: Duration::from_secs(timeout),
-    };
     let prompter = TerminalPrompter {
         account: name.to_string(),
     };
     let rt = runtime()?;
     let retry = format!("To try again, run:\n    {}", authorize_command(cli, name));
     let tokens = rt
-        .block_on(refresher.authorize(&account, &prompter, &options))
+        .block_on(refresher.authorize(&account, &prompter, &request.options))
         .map_err(|e| flow_failure(&e, &retry))?;
     if tokens.refresh_token.is_none() && account.flow != FlowKind::ClientCredentials {
         eprintln!("warning: the provider issued no refresh token, so {name} will need authorizing again when this access token expires.{}",
@@ -134,9 +165,10 @@ pub fn flow_failure(e: &FlowError, retry: &str) -> Failure {
 /// The password store seals the new tokens with the account's local password: ask for it,
 /// verify it, and derive the key.
 fn unlock_with_local_password(
-    paths: &crate::config::Paths,
+    paths: &Paths,
     store: &tokenlib::Store,
     name: &str,
+    known: Option<&SecretString>,
 ) -> Result<(), Failure> {
     let credentials = crate::credentials::Credentials::new(paths.state_dir.join("passwords"));
     if !credentials.is_set(name) {
@@ -147,10 +179,13 @@ fn unlock_with_local_password(
             ),
         ));
     }
-    let password = crate::terminal::read_password(&format!(
-        "Local password of {name} (it seals the tokens): "
-    ))
-    .map_err(|e| Failure::new(ERROR, format!("cannot read the password: {e}")))?;
+    let password = match known {
+        Some(password) => password.clone(),
+        None => crate::terminal::read_password(&format!(
+            "Local password of {name} (it seals the tokens): "
+        ))
+        .map_err(|e| Failure::new(ERROR, format!("cannot read the password: {e}")))?,
+    };
     if runtime()?.block_on(credentials.verify(name, &password))
         != crate::credentials::Verdict::Correct
     {
@@ -166,7 +201,7 @@ fn unlock_with_local_password(
 
 /// Runs the flow inside the running daemon; `false` when no daemon runs this configuration.
 fn in_daemon(
-    paths: &crate::config::Paths,
+    paths: &Paths,
     name: &str,
     flow: Option<FlowArg>,
     no_browser: bool,

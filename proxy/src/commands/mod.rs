@@ -8,6 +8,7 @@ pub mod passwd;
 pub mod reload;
 pub mod serve;
 pub mod service;
+pub mod setup;
 pub mod status;
 pub mod test;
 pub mod token;

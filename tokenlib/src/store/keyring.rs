@@ -93,6 +93,21 @@ impl KeyringSealer {
     }
 }
 
+impl KeyringSealer {
+    /// True when the OS keyring answers (whether or not it holds mailoauth's key yet); creates
+    /// nothing. `setup` asks this to recommend a store.
+    pub fn reachable(&self) -> bool {
+        match self.entry().map(|e| e.get_password()) {
+            Ok(Ok(key)) => {
+                drop(Zeroizing::new(key));
+                true
+            }
+            Ok(Err(keyring_core::Error::NoEntry)) => true,
+            Ok(Err(_)) | Err(_) => false,
+        }
+    }
+}
+
 impl Sealer for KeyringSealer {
     fn kind(&self) -> &'static str {
         "keyring"
