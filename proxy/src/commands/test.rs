@@ -97,6 +97,15 @@ fn direct_checks(
     let refresher = Refresher::new(open_store(config, paths));
     let mut token = match rt.block_on(refresher.access_token(&account)) {
         Ok(t) => t,
+        // Sealed with the local password: the running daemon may have it unlocked.
+        Err(tokenlib::RefreshError::Store(tokenlib::StoreError::Locked { .. }))
+            if let Ok(Some(t)) = super::token::from_daemon(paths, name) =>
+        {
+            report.note(
+                "the tokens are sealed with the local password; using the running daemon's token",
+            );
+            t
+        }
         Err(e) => {
             let failure = Failure::from_refresh(report.cli, name, &e);
             report.token_failed(&failure);

@@ -60,7 +60,10 @@ fn format_token(format: TokenFormat, user: &str, token: SecretString) -> SecretS
 /// The token from the running daemon, when one runs this configuration: it may hold keys this
 /// process cannot have (a password-sealed store it unlocked; a keyring of the desktop session).
 /// `None` when no daemon runs or it runs another configuration or does not know the account.
-fn from_daemon(paths: &crate::config::Paths, name: &str) -> Result<Option<SecretString>, Failure> {
+pub fn from_daemon(
+    paths: &crate::config::Paths,
+    name: &str,
+) -> Result<Option<SecretString>, Failure> {
     use crate::commands::daemon_link;
     use crate::control::{Reply, Request};
     let Some(mut client) = daemon_link::connect(paths)? else {
