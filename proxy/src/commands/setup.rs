@@ -65,6 +65,9 @@ pub struct SetupArgs {
     /// Write the configuration but do not authorize now.
     #[arg(long)]
     no_authorize: bool,
+    /// Do not run `mailoauth test` after authorizing.
+    #[arg(long)]
+    no_test: bool,
     /// Do not try to open a browser; just print the URL.
     #[arg(long)]
     no_browser: bool,
@@ -129,6 +132,7 @@ pub fn run(cli: &Cli, args: &SetupArgs) -> Result<(), Failure> {
     })?;
     write_config(&file, edited.as_bytes())?;
     eprintln!("Wrote {} ({name} added).", file.display());
+    reload_running_daemon(&paths);
 
     if let Some(password) = &answers.local_password {
         let credentials = Credentials::new(paths.state_dir.join("passwords"));
@@ -166,7 +170,20 @@ pub fn run(cli: &Cli, args: &SetupArgs) -> Result<(), Failure> {
                 ),
             )
         })?;
-        eprintln!("next: run {}", command(cli, "test", &name));
+        if args.no_test {
+            eprintln!("next: run {}", command(cli, "test", &name));
+        } else {
+            // Prove the account works end to end now, while the user is here to fix it.
+            eprintln!("Checking that the account works (mailoauth test {name}):");
+            if let Err(f) = super::test::run(cli, &name, false, false) {
+                eprintln!(
+                    "The check found a problem (exit {}): {}\nThe account is saved; after fixing it, run: {}",
+                    f.code,
+                    f.message.trim_end(),
+                    command(cli, "test", &name)
+                );
+            }
+        }
     }
     if answers.local_password.is_some() {
         eprintln!(
@@ -347,5 +364,20 @@ fn print_snippets(cli: &Cli, config: &Config, answers: &Answers) {
             "# ---- POP3 clients: server {} port {}, user {name}, the local password, {tls} ----",
             pop3.host, pop3.port
         );
+    }
+}
+
+/// A running daemon with this configuration starts using the new account now.
+fn reload_running_daemon(paths: &Paths) {
+    use crate::control::{Reply, Request};
+    let Ok(Some(mut client)) = super::daemon_link::connect(paths) else {
+        return;
+    };
+    match super::daemon_link::ask(&mut client, &Request::Reload) {
+        Ok(Reply::Done { message }) => eprintln!("The running mailoauth serve reloaded: {message}"),
+        Ok(Reply::Error { message, .. }) => {
+            eprintln!("The running mailoauth serve could not reload: {message}")
+        }
+        _ => {}
     }
 }
