@@ -234,3 +234,116 @@ fn setup_paste_flow_with_a_command_store_then_refuses_to_overwrite() {
     );
     assert_eq!(std::fs::read_to_string(&env.config).unwrap(), config);
 }
+
+/// The whole newcomer story, against the real Dovecot: one `mailoauth setup` (answers on a pipe,
+/// paste flow, the proxy), whose own `mailoauth test` passes; then `mailoauth serve`, and mutt,
+/// configured with nothing but the snippet setup printed (plus the password it asks for),
+/// reads a message.
+#[test]
+fn a_newcomer_goes_from_nothing_to_mutt_reading_mail_with_setup() {
+    use mailoauth_harness::{Dovecot, DovecotOptions, Mechanisms, Services};
+    let server = AuthServer::start(AuthServerOptions::default());
+    let d = Dovecot::start(
+        DovecotOptions::new(&server)
+            .mechanisms(Mechanisms::Both)
+            .services(Services::IMAP),
+    )
+    .expect("the harness Dovecot starts (tests/run installs it; run as root)");
+    d.deliver(ALICE, &crate::clients::message()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = Env::new();
+    // Only the listener's port is chosen beforehand (tests run side by side); setup keeps it.
+    env.write_config(&format!("[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let ca = d.ca_pem_path().display().to_string();
+    let mut run = env.spawn(&[
+        "setup",
+        "--provider",
+        "generic",
+        "--account",
+        ALICE,
+        "--client-id",
+        "test-client",
+        "--issuer",
+        server.base_url(),
+        "--flow",
+        "paste",
+        "--proxy",
+        "--store",
+        "command",
+        "--upstream-ca",
+        &ca,
+        "--no-browser",
+    ]);
+    for line in [
+        "command",
+        "printf test-secret",
+        "mail offline_access",
+        "imap",
+        &format!("imaps://127.0.0.1:{}", d.imaps_port()),
+        LOCAL_PASSWORD,
+        LOCAL_PASSWORD,
+        "base64",
+        "base64 -d",
+    ] {
+        run.send_line(line);
+    }
+    let url = run.wait_for_line(|l| l.starts_with("http"), T);
+    run.send_line(&browser::authorize(&url).unwrap());
+    let out = run.finish(Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.stderr_text());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("verdict: OK"),
+        "setup's own test passed:\n{stdout}\n{}",
+        out.stderr_text()
+    );
+    let muttrc: String = stdout
+        .split("# ---- ")
+        .find(|block| block.starts_with("mutt:"))
+        .unwrap_or_else(|| panic!("a mutt snippet:\n{stdout}"))
+        .lines()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(muttrc.contains(&format!("127.0.0.1:{port}")), "{muttrc}");
+
+    let _serve = KillOnDrop(
+        env.cmd()
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + T;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the proxy never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = mailoauth_harness::TempDir::new("mo-newcomer").unwrap();
+    let rc = dir.path().join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "{muttrc}\nset certificate_file = \"{}/certificates\"\nset header_cache = \"\"\nset message_cachedir = \"\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::new();
+    tmux.start(&format!(
+        "env HOME={} TERM=xterm mutt -n -F {}",
+        dir.path().display(),
+        rc.display()
+    ));
+    // mutt asks for the password the snippet leaves out: the local one.
+    tmux.wait_for("Password", T);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.type_line(LOCAL_PASSWORD);
+    let screen = tmux.wait_for(crate::clients::MARKER, T);
+    assert!(screen.contains("Bob"), "{screen}");
+}

@@ -68,6 +68,10 @@ pub struct SetupArgs {
     /// Do not run `mailoauth test` after authorizing.
     #[arg(long)]
     no_test: bool,
+    /// PEM file of the CA that signed the mail servers' certificates (a self-hosted server
+    /// with its own CA); written as the account's upstream_ca.
+    #[arg(long, value_name = "PATH")]
+    upstream_ca: Option<std::path::PathBuf>,
     /// Do not try to open a browser; just print the URL.
     #[arg(long)]
     no_browser: bool,
@@ -219,6 +223,11 @@ fn given(args: &SetupArgs) -> Given {
             _ => None,
         },
         replace: args.replace,
+        // Absolute, so the daemon finds it whatever its working directory.
+        upstream_ca: args
+            .upstream_ca
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
     }
 }
 

@@ -116,6 +116,8 @@ pub struct Given {
     pub proxy: Option<bool>,
     /// Replace an account of the same name without asking.
     pub replace: bool,
+    /// A CA certificate the mail servers' certificates chain to (a self-hosted server).
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 /// What this machine and the existing configuration offer.
@@ -150,6 +152,8 @@ pub struct Answers {
     pub local_password: Option<SecretString>,
     /// An account of this name exists and may be replaced.
     pub replace: bool,
+    /// `upstream_ca` of the account, if given.
+    pub upstream_ca: Option<std::path::PathBuf>,
 }
 
 /// Why the interview ended without answers.

@@ -166,6 +166,9 @@ fn account_table(a: &Answers) -> Table {
     for (proto, url) in &a.servers {
         t[proto.key()] = value(url);
     }
+    if let Some(ca) = &a.upstream_ca {
+        t["upstream_ca"] = value(ca.display().to_string());
+    }
     t
 }
 
@@ -193,6 +196,7 @@ mod tests {
             store: StoreChoice::Keep,
             local_password: None,
             replace: false,
+            upstream_ca: None,
         }
     }
 

@@ -147,6 +147,7 @@ pub fn interview(ask: &mut dyn Ask, given: &Given, facts: &Facts) -> Result<Answ
         store,
         local_password,
         replace,
+        upstream_ca: given.upstream_ca.clone(),
     })
 }
 

@@ -167,7 +167,9 @@ fn mutt(t: &Target, spool: &str) -> String {
         plain |= s.tls == Tls::Plain;
     }
     if plain {
+        // mutt 2.2 refuses unencrypted connections by default; this one stays on loopback.
         let _ = writeln!(o, "set ssl_starttls = no");
+        let _ = writeln!(o, "set ssl_force_tls = no");
     }
     if let Some(s) = &t.smtp {
         let (scheme, default) = match s.tls {
