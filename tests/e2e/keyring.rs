@@ -189,11 +189,7 @@ fn token_comes_from_the_daemon_where_the_keyring_is_out_of_reach() {
     // where there is no session bus (cron, an ssh shell): it gets the token from the daemon.
     let secrets = SecretService::start();
     let server = AuthServer::start(AuthServerOptions::default());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::proxy::free_port();
     let env = Env::new();
     env.write_config(&format!(
         "[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\n\n{}",

@@ -250,11 +250,7 @@ fn a_newcomer_goes_from_nothing_to_mutt_reading_mail_with_setup() {
     )
     .expect("the harness Dovecot starts (tests/run installs it; run as root)");
     d.deliver(ALICE, &crate::clients::message()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::proxy::free_port();
     let env = Env::new();
     // Only the listener's port is chosen beforehand (tests run side by side); setup keeps it.
     env.write_config(&format!("[proxy.imap]\nlisten = \"127.0.0.1:{port}\"\n"));

@@ -307,21 +307,8 @@ fn reload_keeps_a_fetch_in_flight_rebinds_the_listener_and_refuses_a_bad_file() 
         message.extend_from_slice(format!("{i:08} {}\r\n", "\u{e9}".repeat(30)).as_bytes());
         i += 1;
     }
-    c.send(format!("a3 APPEND INBOX {{{}}}\r\n", message.len()).as_bytes())
-        .unwrap();
-    assert!(c.read_line().unwrap().starts_with('+'));
-    c.send(&message).unwrap();
-    c.send(b"\r\n").unwrap();
-    ok(c.read_tagged("a3").unwrap().last().unwrap(), "a3");
-    c.send_line("a4 FETCH 1 BODY.PEEK[]").unwrap();
-    let header = c.read_line().unwrap();
-    let size: usize = header
-        .rsplit('{')
-        .next()
-        .unwrap()
-        .trim_end_matches('}')
-        .parse()
-        .unwrap();
+    append(&mut c, "a3", &message);
+    let size = start_fetch(&mut c, "a4", 1);
     let first = c.read_exact(1000).unwrap();
 
     // Mid-FETCH (the client has read 1000 of 12 MB; the rest waits in buffers): the listener

@@ -136,22 +136,8 @@ fn append_then_fetch_byte_identical_and_pipelining() {
     for i in 0..20_000 {
         message.extend_from_slice(format!("line {i:06} {}\r\n", "x".repeat(60)).as_bytes());
     }
-    c.send(format!("a4 APPEND INBOX {{{}}}\r\n", message.len()).as_bytes())
-        .unwrap();
-    let cont = c.read_line().unwrap();
-    assert!(cont.starts_with('+'), "{cont}");
-    c.send(&message).unwrap();
-    c.send(b"\r\n").unwrap();
-    assert_ok(c.read_tagged("a4").unwrap().last().unwrap(), "a4");
-    c.send_line("a5 FETCH 1 BODY.PEEK[]").unwrap();
-    let header = c.read_line().unwrap();
-    let size: usize = header
-        .rsplit('{')
-        .next()
-        .unwrap()
-        .trim_end_matches('}')
-        .parse()
-        .unwrap_or_else(|_| panic!("{header}"));
+    append(&mut c, "a4", &message);
+    let size = start_fetch(&mut c, "a5", 1);
     let fetched = c.read_exact(size).unwrap();
     assert!(fetched == message, "FETCH returns exactly what APPEND sent");
     assert_ok(c.read_tagged("a5").unwrap().last().unwrap(), "a5");

@@ -297,6 +297,34 @@ pub fn set_password(env: &Env, input: &str) -> std::process::Output {
 }
 
 /// Logs in with LOGIN and returns the tagged answer line.
+/// APPENDs `message` to INBOX as a literal under `tag` and checks the tagged OK.
+pub fn append(c: &mut LineClient, tag: &str, message: &[u8]) {
+    c.send(format!("{tag} APPEND INBOX {{{}}}\r\n", message.len()).as_bytes())
+        .unwrap();
+    let cont = c.read_line().unwrap();
+    assert!(cont.starts_with('+'), "{cont}");
+    c.send(message).unwrap();
+    c.send(b"\r\n").unwrap();
+    let done = c.read_tagged(tag).unwrap();
+    let last = done.last().unwrap();
+    assert!(last.starts_with(&format!("{tag} OK")), "{last}");
+}
+
+/// Sends `FETCH n BODY.PEEK[]` under `tag` and reads up to its literal; returns the literal's
+/// size (the caller reads the bytes, then the tagged answer).
+pub fn start_fetch(c: &mut LineClient, tag: &str, n: u32) -> usize {
+    c.send_line(&format!("{tag} FETCH {n} BODY.PEEK[]"))
+        .unwrap();
+    let header = c.read_line().unwrap();
+    header
+        .rsplit('{')
+        .next()
+        .unwrap()
+        .trim_end_matches('}')
+        .parse()
+        .unwrap_or_else(|_| panic!("{header}"))
+}
+
 pub fn login(c: &mut LineClient, password: &str) -> String {
     c.send_line(&format!("a1 LOGIN {ALICE} \"{password}\""))
         .unwrap();
