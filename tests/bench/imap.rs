@@ -11,17 +11,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailoauth_harness::{
-    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services, TempDir,
+    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_mailoauth");
-const USER: &str = "alice@example.test";
-const PASSWORD: &str = "bench password";
+mod support;
+
+use support::{BenchProxy, PASSWORD, USER};
 
 trait Io: Read + Write {}
 impl<T: Read + Write> Io for T {}
@@ -114,87 +113,13 @@ fn main() {
             .services(Services::IMAP),
     )
     .expect("Dovecot starts (run as root; tests/run installs it)");
-    let home = TempDir::new("mo-benchimap").unwrap();
-    let h = home.path();
-    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = h.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nkind = \"plaintext\"\n[proxy.imap]\nlisten = \"127.0.0.1:{proxy_port}\"\n[accounts.\"{USER}\"]\nprovider = \"generic\"\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\ntoken_url = \"{}\"\nimap = \"imaps://127.0.0.1:{}\"\nupstream_ca = \"{}\"\n",
-            server.token_endpoint(),
-            dovecot.imaps_port(),
-            dovecot.ca_pem_path().display()
-        ),
-    )
-    .unwrap();
-    let mailoauth = |args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("HOME", h)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "mailoauth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    // Seed the store with a grant (import a mutt_oauth2.py-style file), set the local password.
-    let issued = server.issue_tokens(USER, "mail");
-    let file = h.join("seed.json");
-    std::fs::write(
-        &file,
-        serde_json::json!({"registration": "google", "authflow": "authcode", "email": USER,
-            "access_token": "", "access_token_expiration": "", "refresh_token": issued.refresh_token})
-        .to_string(),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    mailoauth(
-        &[
-            "import",
-            file.to_str().unwrap(),
-            USER,
-            "--decryption-pipe",
-            "cat",
-        ],
-        None,
+    let proxy = BenchProxy::start(
+        &server,
+        "imap",
+        &format!("imaps://127.0.0.1:{}", dovecot.imaps_port()),
+        dovecot.ca_pem_path(),
     );
-    mailoauth(&["passwd", USER], Some(&format!("{PASSWORD}\n")));
-    let token = mailoauth(&["token", USER], None).trim().to_string();
-    let mut proxy = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("HOME", h)
-        .env("MAILOAUTH_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while TcpStream::connect(("127.0.0.1", proxy_port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (proxy_port, token) = (proxy.port, proxy.token.clone());
     let tls = mailoauth_harness::lineclient::tls_config(dovecot.ca_pem_path()).unwrap();
     let bearer =
         mailoauth_harness::lineclient::oauthbearer(USER, &token, "127.0.0.1", dovecot.imaps_port());
@@ -285,6 +210,4 @@ fn main() {
         mbps(pt),
         if ratio >= 0.95 { "meets" } else { "MISSES" }
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
 }

@@ -7,18 +7,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use mailoauth_harness::{
-    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services, TempDir,
+    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_mailoauth");
-const USER: &str = "alice@example.test";
-const PASSWORD: &str = "bench password";
+mod support;
+
+use support::{BenchProxy, PASSWORD, USER};
 const SIZE: usize = 8 << 20;
 
 trait Io: Read + Write {}
@@ -92,87 +91,13 @@ fn main() {
             .services(Services::SUBMISSION),
     )
     .expect("Dovecot starts (run as root; tests/run installs it)");
-    let home = TempDir::new("mo-benchsmtp").unwrap();
-    let h = home.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = h.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[store]\nkind = \"plaintext\"\n[proxy.smtp]\nlisten = \"127.0.0.1:{port}\"\n[accounts.\"{USER}\"]\nprovider = \"generic\"\nclient_id = \"test-client\"\nclient_secret = \"test-secret\"\ntoken_url = \"{}\"\nsmtp = \"smtps://127.0.0.1:{}\"\nupstream_ca = \"{}\"\n",
-            server.token_endpoint(),
-            dovecot.submissions_port(),
-            dovecot.ca_pem_path().display()
-        ),
-    )
-    .unwrap();
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("HOME", h)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "mailoauth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let issued = server.issue_tokens(USER, "mail");
-    let seed = h.join("seed.json");
-    std::fs::write(
-        &seed,
-        serde_json::json!({"registration": "google", "authflow": "authcode", "email": USER,
-            "access_token": "", "access_token_expiration": "", "refresh_token": issued.refresh_token})
-        .to_string(),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o600)).unwrap();
-    run(
-        &[
-            "import",
-            seed.to_str().unwrap(),
-            USER,
-            "--decryption-pipe",
-            "cat",
-        ],
-        None,
+    let proxy = BenchProxy::start(
+        &server,
+        "smtp",
+        &format!("smtps://127.0.0.1:{}", dovecot.submissions_port()),
+        dovecot.ca_pem_path(),
     );
-    run(&["passwd", USER], Some(&format!("{PASSWORD}\n")));
-    let token = run(&["token", USER], None).trim().to_string();
-    let mut proxy = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env("HOME", h)
-        .env("MAILOAUTH_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
+    let (port, token) = (proxy.port, proxy.token.clone());
     let tls = mailoauth_harness::lineclient::tls_config(dovecot.ca_pem_path()).unwrap();
     let bearer = mailoauth_harness::lineclient::oauthbearer(
         USER,
@@ -230,6 +155,4 @@ fn main() {
         mbps(pt),
         if ratio >= 0.95 { "meets" } else { "MISSES" }
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
 }

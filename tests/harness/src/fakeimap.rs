@@ -130,6 +130,9 @@ pub struct FakeImapOptions {
     pub capabilities: String,
     /// One per `AUTHENTICATE`, in order across all connections; `Ok` when they run out.
     pub answers: Vec<AuthAnswer>,
+    /// How long a connection may stay silent before the fake closes it (60 s; a benchmark of
+    /// idle sessions wants more).
+    pub idle_timeout: Duration,
 }
 
 impl FakeImapOptions {
@@ -140,6 +143,7 @@ impl FakeImapOptions {
             greeting: None,
             capabilities: GMAIL_CAPABILITIES.into(),
             answers: Vec::new(),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 
@@ -150,6 +154,7 @@ impl FakeImapOptions {
             greeting: None,
             capabilities: MICROSOFT_CAPABILITIES.into(),
             answers: Vec::new(),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -456,7 +461,7 @@ fn accept_loop(listener: TcpListener, setup: Arc<Setup>) {
             Err(_) => continue,
         };
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+        let _ = stream.set_read_timeout(Some(setup.options.idle_timeout));
         let _ = stream.set_nodelay(true);
         let mut shared = setup.lock();
         let connection = shared.connections;

@@ -105,6 +105,7 @@ fn starttls_then_two_step_oauthbearer_with_an_error_challenge() {
             json: r#"{"status":"invalid_token"}"#.into(),
             final_no: "[AUTHENTICATIONFAILED] Authentication failed.".into(),
         }],
+        ..FakeImapOptions::gmail(FakeTls::StartTls)
     });
     let mut c = LineClient::connect_plain(fake.port()).unwrap();
     let greeting = c.read_line().unwrap();
