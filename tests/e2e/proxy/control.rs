@@ -158,6 +158,21 @@ fn token_comes_from_the_daemon_for_its_own_configuration_only() {
     assert!(out.status.success(), "{}", out.stderr_text());
     let out = proxy.env.run(&["token", ALICE, "--format", "xoauth2"]);
     assert!(out.status.success(), "{}", out.stderr_text());
+    // A shell with another XDG_RUNTIME_DIR (the daemon has none here) still finds the daemon.
+    let elsewhere = proxy.env.home.path().join("other-runtime");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = proxy
+        .env
+        .cmd()
+        .env("XDG_RUNTIME_DIR", &elsewhere)
+        .args(["token", ALICE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Another configuration file (a copy): the daemon says it is not its own, and the command
     // goes to the store itself, where there is nothing now.
     let copy = proxy.env.home.path().join("copy.toml");
