@@ -95,17 +95,23 @@ fn direct_checks(
         .map_err(|e| Failure::new(CONFIGURATION, e.to_string()))?;
     let account = token_account(name, account_cfg);
     let refresher = Refresher::new(open_store(config, paths));
-    let mut token = match rt.block_on(refresher.access_token(&account)) {
-        Ok(t) => t,
+    let fetched = match rt.block_on(refresher.access_token(&account)) {
         // Sealed with the local password: the running daemon may have it unlocked.
-        Err(tokenlib::RefreshError::Store(tokenlib::StoreError::Locked { .. }))
-            if let Ok(Some(t)) = super::token::from_daemon(paths, name) =>
-        {
-            report.note(
-                "the tokens are sealed with the local password; using the running daemon's token",
-            );
-            t
+        Err(e @ tokenlib::RefreshError::Store(tokenlib::StoreError::Locked { .. })) => {
+            match super::token::from_daemon(paths, name) {
+                Ok(Some(t)) => {
+                    report.note(
+                        "the tokens are sealed with the local password; using the running daemon's token",
+                    );
+                    Ok(t)
+                }
+                _ => Err(e),
+            }
         }
+        other => other,
+    };
+    let mut token = match fetched {
+        Ok(t) => t,
         Err(e) => {
             let failure = Failure::from_refresh(report.cli, name, &e);
             report.token_failed(&failure);
