@@ -319,7 +319,12 @@ fn plan_listeners(config: &Config, paths: &Paths) -> anyhow::Result<Vec<PlannedL
         };
         for addr in &listener.listen {
             planned.push(PlannedListener {
-                key: format!("{} {addr} {listener:?}", protocol.name()),
+                // Equal keys need no re-binding; the connection limit belongs to the loop.
+                key: format!(
+                    "{} {addr} {listener:?} max={}",
+                    protocol.name(),
+                    config.proxy.max_connections
+                ),
                 addr: *addr,
                 ctx: Arc::new(ListenerContext {
                     protocol,
