@@ -6,32 +6,18 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
-use mailoauth_harness::{
-    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Mechanisms, Services, TempDir,
-};
+use mailoauth_harness::{AuthServer, AuthServerOptions, Dovecot, Mechanisms, TempDir};
 
 use super::*;
 
 const T: Duration = Duration::from_secs(30);
 
 fn dovecot(server: &AuthServer) -> Dovecot {
-    Dovecot::start(
-        DovecotOptions::new(server)
-            .mechanisms(Mechanisms::Both)
-            .services(Services::IMAP),
-    )
-    .expect("the harness Dovecot starts (tests/run installs it; run as root)")
-}
-
-fn imaps(d: &Dovecot) -> String {
-    format!("imaps://127.0.0.1:{}", d.imaps_port())
+    super::dovecot(server, Mechanisms::Both)
 }
 
 fn ok(line: &str, tag: &str) {
-    assert!(
-        line.starts_with(&format!("{tag} OK")),
-        "expected {tag} OK, got {line:?}"
-    );
+    assert_ok(line, tag)
 }
 
 #[test]

@@ -4,24 +4,9 @@
 use std::time::Duration;
 
 use base64::Engine;
-use mailoauth_harness::{
-    AuthServer, AuthServerOptions, Dovecot, DovecotOptions, Failure, Mechanisms, Services,
-};
+use mailoauth_harness::{AuthServer, AuthServerOptions, Failure, Mechanisms};
 
 use super::*;
-
-fn dovecot(server: &AuthServer, mechanisms: Mechanisms) -> Dovecot {
-    Dovecot::start(
-        DovecotOptions::new(server)
-            .mechanisms(mechanisms)
-            .services(Services::IMAP),
-    )
-    .expect("the harness Dovecot starts (tests/run installs it; run as root)")
-}
-
-fn imaps(d: &Dovecot) -> String {
-    format!("imaps://127.0.0.1:{}", d.imaps_port())
-}
 
 /// SHA-256 as mutt and openssl show it: upper-case hex with colons.
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -40,13 +25,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect::<Vec<_>>()
         .join(":")
-}
-
-fn assert_ok(line: &str, tag: &str) {
-    assert!(
-        line.starts_with(&format!("{tag} OK")),
-        "expected {tag} OK, got {line:?}"
-    );
 }
 
 #[test]

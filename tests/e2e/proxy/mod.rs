@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use mailoauth_harness::{AuthServer, LineClient};
+use mailoauth_harness::{AuthServer, Dovecot, DovecotOptions, LineClient, Mechanisms, Services};
 
 use crate::common::*;
 
@@ -329,4 +329,27 @@ pub fn login(c: &mut LineClient, password: &str) -> String {
     c.send_line(&format!("a1 LOGIN {ALICE} \"{password}\""))
         .unwrap();
     c.read_tagged("a1").unwrap().last().unwrap().clone()
+}
+
+/// The harness Dovecot with IMAP and the given mechanisms.
+pub fn dovecot(server: &AuthServer, mechanisms: Mechanisms) -> Dovecot {
+    Dovecot::start(
+        DovecotOptions::new(server)
+            .mechanisms(mechanisms)
+            .services(Services::IMAP),
+    )
+    .expect("the harness Dovecot starts (tests/run installs it; run as root)")
+}
+
+/// The upstream URL of `d`'s implicit-TLS IMAP port.
+pub fn imaps(d: &Dovecot) -> String {
+    format!("imaps://127.0.0.1:{}", d.imaps_port())
+}
+
+/// Asserts a tagged OK.
+pub fn assert_ok(line: &str, tag: &str) {
+    assert!(
+        line.starts_with(&format!("{tag} OK")),
+        "expected {tag} OK, got {line:?}"
+    );
 }
