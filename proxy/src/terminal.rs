@@ -88,23 +88,11 @@ impl Prompter for TerminalPrompter {
     }
 
     fn read_pasted<'a>(&'a self, prompt: &'a str) -> PromptFuture<'a> {
+        let prompt = prompt.to_string();
         Box::pin(async move {
-            eprintln!("{prompt}");
-            eprint!("> ");
-            let _ = std::io::stderr().flush();
-            tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                let n = std::io::stdin().lock().read_line(&mut line)?;
-                if n == 0 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "standard input is closed",
-                    ));
-                }
-                Ok(line)
-            })
-            .await
-            .map_err(std::io::Error::other)?
+            tokio::task::spawn_blocking(move || read_answer(&prompt))
+                .await
+                .map_err(std::io::Error::other)?
         })
     }
 
@@ -130,4 +118,20 @@ pub fn read_password(prompt: &str) -> std::io::Result<secrecy::SecretString> {
     Ok(secrecy::SecretString::from(
         line.trim_end_matches(['\r', '\n']).to_string(),
     ))
+}
+
+/// Shows `prompt` and a `> ` on stderr and reads one line of stdin (a pasted redirect address
+/// or code); a closed stdin is an error.
+pub fn read_answer(prompt: &str) -> std::io::Result<String> {
+    eprintln!("{prompt}");
+    eprint!("> ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "standard input is closed",
+        ));
+    }
+    Ok(line)
 }

@@ -254,7 +254,9 @@ fn in_daemon(
                     expires_in: Duration::from_secs(expires_in),
                 }),
                 Reply::Ask { prompt } => {
-                    let answer = read_pasted(&prompt)?;
+                    let answer = secrecy::SecretString::from(
+                        crate::terminal::read_answer(&prompt)?.trim().to_string(),
+                    );
                     client.send(&Request::Paste {
                         answer: Secret(answer),
                     })?;
@@ -277,20 +279,4 @@ fn in_daemon(
             format!("the mailoauth daemon answered {other:?} to authorize"),
         )),
     }
-}
-
-/// Reads the pasted redirect address or code from the terminal (or one stdin line).
-fn read_pasted(prompt: &str) -> std::io::Result<secrecy::SecretString> {
-    use std::io::{BufRead, Write};
-    eprintln!("{prompt}");
-    eprint!("> ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "standard input is closed",
-        ));
-    }
-    Ok(secrecy::SecretString::from(line.trim().to_string()))
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokenlib::FlowKind;
 use tokenlib::flow::{DeviceInstructions, FlowOptions, PromptFuture, Prompter};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use url::Url;
@@ -143,15 +143,16 @@ async fn read_line(
         .map_err(|_| std::io::Error::other("control request is not UTF-8"))
 }
 
-use tokio::io::AsyncReadExt;
-
 async fn connection(daemon: Arc<Daemon>, stream: UnixStream) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
-    let Some(line) = read_line(&mut reader).await? else {
+    let Some(mut line) = read_line(&mut reader).await? else {
         return Ok(());
     };
-    let request: Request = match serde_json::from_str(&line) {
+    let parsed = serde_json::from_str(&line);
+    // A request line may hold a secret (a pasted answer): not kept past parsing.
+    zeroize::Zeroize::zeroize(&mut line);
+    let request: Request = match parsed {
         Ok(r) => r,
         Err(e) => {
             return write_reply(
@@ -227,7 +228,7 @@ fn status(daemon: &Daemon) -> Reply {
         .accounts
         .iter()
         .map(|(name, entry)| {
-            let mut s = account_status(&shared, name, &entry.config);
+            let mut s = status_from_store(shared.refresher.store(), name, &entry.config);
             s.last_login = shared.activity.logins(name);
             s
         })
@@ -237,15 +238,6 @@ fn status(daemon: &Daemon) -> Reply {
         config: daemon.config_file().to_path_buf(),
         accounts,
     }
-}
-
-/// One account's status from its store state (no record is unsealed).
-pub fn account_status(
-    shared_or_store: &Shared,
-    name: &str,
-    config: &crate::config::AccountConfig,
-) -> AccountStatus {
-    status_from_store(shared_or_store.refresher.store(), name, config)
 }
 
 /// One account's status from its store: its state file and whether a record exists.
@@ -368,8 +360,10 @@ async fn authorize(
     };
     // Pasted answers arrive on the same connection while the flow runs.
     let pastes = tokio::spawn(async move {
-        while let Ok(Some(line)) = read_line(&mut reader).await {
-            if let Ok(Request::Paste { answer }) = serde_json::from_str(&line) {
+        while let Ok(Some(mut line)) = read_line(&mut reader).await {
+            let parsed = serde_json::from_str(&line);
+            zeroize::Zeroize::zeroize(&mut line);
+            if let Ok(Request::Paste { answer }) = parsed {
                 let _ = answer_tx.send(answer);
             }
         }
